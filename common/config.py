@@ -1,0 +1,63 @@
+"""Run mode of the whole project: the *full* run a reader wants, or *smoke* mode for CI.
+
+The switch is read here and nowhere else. Set the environment variable ``HOIG_SMOKE=1``
+(the README's test command does) to run every notebook on tiny data, offline, in seconds.
+Notebooks declare their full-size hyperparameters once and ask :func:`hparams` for the
+values of the current mode, so no notebook carries an ``if smoke:`` of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from typing import Any, Mapping
+
+#: Name of the environment variable that selects smoke mode.
+ENV_VAR = "HOIG_SMOKE"
+
+#: Canonical home of the project (used for the Colab links and the Colab install cell).
+REPO = "hoig-companion/hands-on-image-generation-tf"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def is_smoke() -> bool:
+    """True when ``HOIG_SMOKE`` asks for smoke mode (tiny data, offline, few steps)."""
+    return os.environ.get(ENV_VAR, "").strip().lower() in _TRUE
+
+
+def mode() -> str:
+    """``'smoke'`` or ``'full'``."""
+    return "smoke" if is_smoke() else "full"
+
+
+class HParams(SimpleNamespace):
+    """Hyperparameters with attribute access; ``dict(hp)`` gives a plain dict back."""
+
+    def __iter__(self):
+        return iter(vars(self).items())
+
+    def __getitem__(self, key: str) -> Any:
+        return vars(self)[key]
+
+
+def hparams(full: Mapping[str, Any], smoke: Mapping[str, Any] | None = None) -> HParams:
+    """Return the hyperparameters of the current run mode.
+
+    ``full`` holds every value of the real run; ``smoke`` overrides some of them with
+    small ones for CI. A smoke key that is not in ``full`` is a typo and raises.
+    """
+    smoke = dict(smoke or {})
+    unknown = sorted(set(smoke) - set(full))
+    if unknown:
+        raise KeyError(f"smoke overrides unknown hyperparameters: {unknown}")
+    values = dict(full)
+    if is_smoke():
+        values.update(smoke)
+    return HParams(**values)
+
+
+def describe(hp: HParams) -> str:
+    """One line naming the mode and the values, for the top of a notebook."""
+    items = ", ".join(f"{k}={v}" for k, v in vars(hp).items())
+    return f"[{mode()} run] {items}"
