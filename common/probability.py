@@ -6,7 +6,8 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["select", "conditional_face", "pixelwise_random_sample", "gaussian_pixel_sample"]
+__all__ = ["select", "conditional_face", "conditional_chain", "pixelwise_random_sample",
+           "gaussian_pixel_sample"]
 
 
 def select(attributes: Mapping[str, np.ndarray], conditions: Mapping[str, bool]) -> np.ndarray:
@@ -68,3 +69,19 @@ def gaussian_pixel_sample(images: np.ndarray, num: int, rng=None) -> np.ndarray:
     mu, sigma = x.mean(axis=0), x.std(axis=0)
     draws = rng.normal(mu, sigma, size=(num, *images.shape[1:]))
     return np.clip(np.rint(draws), 0, 255).astype(np.uint8)
+
+
+def conditional_chain(images: np.ndarray, attributes, steps, stat: str = "mean",
+                      max_images: int | None = None):
+    """Conditional faces for a growing list of conditions.
+
+    ``steps`` is a list of ``(attribute, value)`` pairs; face k is conditioned on the first
+    k+1 of them. Returns a list of ``(conditions, face, count)``; ``face`` is None when no
+    image matches.
+    """
+    results, conditions = [], {}
+    for name, value in steps:
+        conditions = {**conditions, name: value}
+        face, count = conditional_face(images, attributes, conditions, stat, max_images)
+        results.append((dict(conditions), face, count))
+    return results

@@ -71,9 +71,13 @@ def image_grid(images, rows: int | None = None, cols: int | None = None, value_r
         rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(scale * cols, scale * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.axis("off")
         if i >= n:
+            ax.axis("off")
             continue
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():  # a thin frame, so white images stay visible
+            spine.set_color("0.75")
         img = images[i]
         if img.ndim == 3 and img.shape[-1] == 1:
             img = img[..., 0]
