@@ -47,3 +47,11 @@ def test_parameters_come_from_config(path):
     source = "\n".join("".join(c["source"]) for c in _load(path)["cells"] if c["cell_type"] == "code")
     assert "config.hparams(" in source, "declare hyperparameters once with common.config.hparams"
     assert "is_smoke()" not in source and "HOIG_SMOKE" not in source, "notebooks must not test the mode"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_readme_lists_the_notebook_with_its_colab_link(path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rel = path.relative_to(ROOT).as_posix()
+    assert f"({rel})" in readme, f"README's chapter table does not link {rel}"
+    assert f"https://colab.research.google.com/github/{REPO}/blob/main/{rel}" in readme
