@@ -118,15 +118,23 @@ def plot_history(history, keys=None, title: str | None = None, ax=None):
     keys = list(keys or logs.keys())
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
+    plotted = 0
     for key in keys:
-        values = logs[key]
+        values = logs.get(key)
+        if values is None or len(values) == 0:  # e.g. a resumed run that had already finished: fit ran no epoch
+            continue
+        plotted += 1
         ax.plot(np.arange(1, len(values) + 1), values, marker="o" if len(values) < 30 else None,
                 label=key)
     ax.set_xlabel("epoch")
     ax.set_ylabel("value")
     if title:
         ax.set_title(title)
-    ax.legend()
+    if plotted:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no epochs in this history\n(training had already finished)",
+                ha="center", va="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     return ax
 

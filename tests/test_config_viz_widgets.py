@@ -85,3 +85,13 @@ def test_step_browser_slider_changes_the_picture():
     last = browser.image.value
     browser.slider.value = 0
     assert browser.image.value != last and browser.current is frames[0]
+
+
+def test_plot_history_survives_an_empty_history():
+    import matplotlib.pyplot as plt
+
+    ax = viz.plot_history({"loss": [0.5, 0.4], "val_loss": []})
+    assert len(ax.lines) == 1
+    ax = viz.plot_history({})
+    assert len(ax.lines) == 0 and "no epochs" in ax.texts[0].get_text()
+    plt.close("all")
