@@ -53,6 +53,41 @@ def _pixelcnn(batch_size: int):
     return model, kwargs, (x, x.astype("int32"))
 
 
+
+@register("dcgan", "DCGAN train step (book Ch. 3: G 4,111,361 + D 22,337 params), one D and one G "
+          "update on 28x28x1", batch_size=64)
+def _dcgan(batch_size: int):
+    import keras
+    from .gan_models import build_dcgan_discriminator, build_dcgan_generator
+    from .training import GAN
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (batch_size, 28, 28, 1)).astype("float32")
+    z = rng.standard_normal((batch_size, 100)).astype("float32")  # fixed noise, fed as y
+    model = GAN(build_dcgan_generator(), build_dcgan_discriminator())
+    kwargs = dict(d_optimizer=keras.optimizers.RMSprop(3e-4), g_optimizer=keras.optimizers.RMSprop(3e-4))
+    return model, kwargs, (x, z)
+
+
+@register("wgan_gp", "WGAN-GP train step (book Ch. 3: G 5,190,657 + critic 4,107,393 params), "
+          "5 critic updates with gradient penalty + 1 G update on 32x32x1; batch = 5 x 64 images",
+          batch_size=320)
+def _wgan_gp(batch_size: int):
+    import keras
+    from .gan_models import build_wgan_critic, build_wgan_generator
+    from .training import WGAN
+
+    if batch_size % 5:
+        raise ValueError("the WGAN-GP batch holds 5 critic minibatches: use a multiple of 5")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (batch_size, 32, 32, 1)).astype("float32")
+    z = rng.standard_normal((batch_size, 128)).astype("float32")
+    model = WGAN(build_wgan_generator(), build_wgan_critic(norm=None, use_bias=False),
+                 lipschitz="gp", n_critic=5)
+    adam = dict(learning_rate=1e-4, beta_1=0.5, beta_2=0.9)
+    kwargs = dict(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
+    return model, kwargs, (x, z)
+
 MODES = {
     "eager": dict(run_eagerly=True, jit_compile=False),
     "tf.function": dict(run_eagerly=False, jit_compile=False),
@@ -107,6 +142,102 @@ def main(argv=None):
     args = parser.parse_args(argv)
     run(args.names, steps=args.steps, modes=args.modes, batch_size=args.batch)
 
+
+# --------------------------------------------------------------------------- Chapter 4: translation
+def _translation_pair(batch_size: int, side: int):
+    rng = np.random.default_rng(0)
+    shape = (batch_size, side, side, 3)
+    return (rng.uniform(-1, 1, shape).astype("float32"), rng.uniform(-1, 1, shape).astype("float32"))
+
+
+def _pix2pix_entry(batch_size: int, side: int, base_filters: int):
+    from .translation import Pix2Pix, patchgan_discriminator, unet_generator
+
+    shape = (side, side, 3)
+    model = Pix2Pix(unet_generator(shape, base_filters),
+                    patchgan_discriminator(shape, base_filters=base_filters))
+    return model, {}, _translation_pair(batch_size, side)
+
+
+@register("pix2pix", "pix2pix train step (book Ch. 4: U-Net 13,514,880 + PatchGAN 2,768,641 "
+          "params), one D and one G update at 256x256", batch_size=1)
+def _pix2pix(batch_size: int):
+    return _pix2pix_entry(batch_size, 256, 64)
+
+
+@register("pix2pix_smoke", "pix2pix train step at the notebooks' smoke size (128x128, 16 base "
+          "filters)", batch_size=1)
+def _pix2pix_smoke(batch_size: int):
+    return _pix2pix_entry(batch_size, 128, 16)
+
+
+@register("cyclegan", "CycleGAN train step (book Ch. 4: two U-Nets + two 2,765,569-param "
+          "PatchGANs), both D and both G updated at 256x256", batch_size=1)
+def _cyclegan(batch_size: int):
+    from .translation import CycleGAN, patchgan_discriminator, unet_generator
+
+    def d():
+        return patchgan_discriminator(conditional=False, sigmoid=False)
+
+    model = CycleGAN(unet_generator(), unet_generator(), d(), d())
+    return model, {}, _translation_pair(batch_size, 256)
+
+
+# --- Chapters 5-6: AdaIN style transfer and GauGAN ----------------------------------------
+
+@register("adain", "AdaIN style-transfer train step (book Ch. 5: frozen VGG19 encoder, "
+          "3,505,219-param decoder) on 256x256 content/style pairs", batch_size=8)
+def _adain(batch_size: int):
+    from .style import AdaINStyleTransfer
+
+    rng = np.random.default_rng(0)
+    content = rng.random((batch_size, 256, 256, 3), dtype=np.float32)
+    style = rng.random((batch_size, 256, 256, 3), dtype=np.float32)
+    model = AdaINStyleTransfer()  # ImageNet VGG19 in a full run, random weights in smoke mode
+    return model, {}, (content, style)
+
+
+@register("gaugan", "GauGAN train step (book Ch. 6: SPADE generator, 2-scale PatchGAN, "
+          "encoder, VGG loss) on 256x256 facades-size one-hot maps with 12 classes", batch_size=4)
+def _gaugan(batch_size: int):
+    from .gaugan import GauGAN, MultiScaleDiscriminator, build_gaugan_encoder, build_gaugan_generator
+
+    rng = np.random.default_rng(0)
+    seg = np.eye(12, dtype=np.float32)[rng.integers(0, 12, (batch_size, 256, 256))]
+    image = rng.uniform(-1, 1, (batch_size, 256, 256, 3)).astype(np.float32)
+    model = GauGAN(build_gaugan_generator(), MultiScaleDiscriminator(), build_gaugan_encoder())
+    return model, {}, (seg, image)
+
+
+
+# --- Chapters 7-8: StyleGAN and SAGAN ------------------------------------------------------
+
+@register("stylegan", "StyleGAN train step (book Ch. 7: mapping net + synthesis 4->32 with "
+          "widths capped at 128, ProGAN critic), WGAN-GP + drift, style mixing, at 32x32",
+          batch_size=16)
+def _stylegan(batch_size: int):
+    from .highres import ProgressiveGAN, build_stylegan
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (batch_size, 32, 32, 3)).astype("float32")
+    g, d = build_stylegan(32, z_dim=128, w_dim=128, max_filters=128)
+    model = ProgressiveGAN(g, d)
+    model.grow(32, "stable", steps=10**6)
+    return model, {}, (x, np.zeros((batch_size,), "float32"))
+
+
+@register("sagan", "SAGAN train step (book Ch. 8: G 2,347,236 + D 2,375,218 trainable params, "
+          "spectral norm everywhere), one D and one G hinge update on 32x32 CIFAR-size images",
+          batch_size=32)
+def _sagan(batch_size: int):
+    from .attention_gans import (ConditionalHingeGAN, build_sagan_discriminator,
+                                 build_sagan_generator)
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (batch_size, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 10, batch_size).astype("int32")
+    model = ConditionalHingeGAN(build_sagan_generator(), build_sagan_discriminator())
+    return model, {}, (x, labels)
 
 if __name__ == "__main__":
     main()

@@ -207,3 +207,323 @@ def load_digits_binary(test_fraction: float = 0.2, seed: int = 0):
     order = np.random.default_rng(seed).permutation(len(bits))
     n_test = int(round(test_fraction * len(bits)))
     return bits[order[n_test:]], bits[order[:n_test]]
+
+
+# --------------------------------------------------------------------------- Chapter 2: autoencoders and VAEs
+
+def to_unit_pair(image, label=None):
+    """Chapter 2 preprocessing: the image as float32 in [0, 1] (x/255, not binarised), as
+    both input and target of an autoencoder. The label, if given, is dropped."""
+    x = tf.cast(image, tf.float32) / 255.0
+    return x, x
+
+
+def load_mnist_autoencoder(batch_size: int = 256, *, smoke_examples: int = 256, data_dir=None):
+    """MNIST for the Chapter 2 autoencoders and VAE: ``(train, test)`` datasets of
+    ``(x, x)`` batches, x float32 ``(B, 28, 28, 1)`` in [0, 1]. Train is shuffled over all
+    60,000 images; both are cached and prefetched."""
+    out = []
+    for split in ("train", "test"):
+        ds, _ = load("mnist", split, as_supervised=True, smoke_examples=smoke_examples,
+                     data_dir=data_dir)
+        ds = ds.map(to_unit_pair, num_parallel_calls=AUTOTUNE)
+        out.append(pipeline(ds, batch_size, shuffle=60_000 if split == "train" else None))
+    return tuple(out)
+
+
+def load_mnist_arrays(split: str = "test", n: int = 1000, *, data_dir=None):
+    """The first ``n`` MNIST images of ``split`` as float32 ``(n, 28, 28, 1)`` in [0, 1]
+    and their int labels: the digits of Chapter 2's latent-space plots."""
+    ds, _ = load("mnist", split, as_supervised=True, smoke_examples=n, data_dir=data_dir)
+    images, labels = next(ds.take(n).batch(n).as_numpy_iterator())
+    return images.astype(np.float32) / 255.0, labels.astype(np.int64)
+
+
+def resize_face(image, image_size: int = 112):
+    """A CelebA image (218 x 178, uint8) resized straight to ``image_size`` squared
+    (bilinear, aspect ratio not kept, as the book does), float32 in [0, 1]."""
+    image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size))
+    return tf.clip_by_value(image / 255.0, 0.0, 1.0)
+
+
+def load_celeba_faces(split: str = "train", batch_size: int = 128, image_size: int = 112, *,
+                      shuffle: bool = True, smoke_examples: int = 64, data_dir=None):
+    """CelebA faces for the Chapter 2 VAE: batches of ``(x, x)`` with x float32
+    ``(B, image_size, image_size, 3)`` in [0, 1]; shuffled with a buffer of 4 batches.
+    Not cached in memory (162,770 training faces at 112x112 in float32 are 24 GB)."""
+    ds, _ = load("celeb_a", split, shuffle_files=shuffle, smoke_examples=smoke_examples,
+                 data_dir=data_dir)
+    def as_pair(example):
+        face = resize_face(example["image"], image_size)
+        return face, face
+
+    ds = ds.map(as_pair, num_parallel_calls=AUTOTUNE)
+    return pipeline(ds, batch_size, shuffle=4 * batch_size if shuffle else None, cache=False)
+
+
+def load_celeba_with_attributes(split: str = "test", batch_size: int = 128, image_size: int = 112,
+                                *, smoke_examples: int = 64, data_dir=None):
+    """CelebA batches of ``(x, attributes)``: x as in :func:`load_celeba_faces` (TFDS
+    order, not shuffled) and ``attributes`` a dict of the 40 bool tensors of shape (B,)."""
+    ds, _ = load("celeb_a", split, shuffle_files=False, smoke_examples=smoke_examples,
+                 data_dir=data_dir)
+    ds = ds.map(lambda ex: (resize_face(ex["image"], image_size), ex["attributes"]),
+                num_parallel_calls=AUTOTUNE)
+    return pipeline(ds, batch_size, cache=False)
+
+
+def square_photo(image, image_size: int = 112):
+    """A photo of any size (H, W, 3, uint8 or float in [0, 255]) centre-cropped to a square
+    and resized to ``image_size``; float32 in [0, 1]. For editing the reader's own face."""
+    image = tf.convert_to_tensor(image)
+    h, w = int(image.shape[0]), int(image.shape[1])
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    image = image[top:top + side, left:left + side, :3]
+    return resize_face(image, image_size).numpy()
+
+
+__all__ += ["to_unit_pair", "load_mnist_autoencoder", "load_mnist_arrays", "resize_face",
+            "load_celeba_faces", "load_celeba_with_attributes", "square_photo"]
+
+
+# --------------------------------------------------------------------------- Chapter 3: GANs
+
+#: Fashion-MNIST class names in label order 0..9.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+
+#: The CelebA crop of Chapter 3: a 140 x 140 box around the face of each 218 x 178 image.
+CELEBA_CROP = dict(offset_height=39, offset_width=19, size=140)
+
+
+def to_gan_range(image, image_size: int | None = None):
+    """uint8 image -> float32 in [-1, 1] (the range of a tanh generator), optionally resized
+    bilinearly to ``image_size`` squared first."""
+    x = tf.cast(image, tf.float32)
+    if image_size is not None and tuple(x.shape[-3:-1]) != (image_size, image_size):
+        x = tf.image.resize(x, (image_size, image_size), method="bilinear")
+    return tf.clip_by_value((x - 127.5) / 127.5, -1.0, 1.0)
+
+
+def celeba_crop(image, image_size: int = 64):
+    """Chapter 3 CelebA preprocessing: the central 140 x 140 crop of a 218 x 178 image
+    (:data:`CELEBA_CROP`), resized to ``image_size`` squared, float32 in [-1, 1]."""
+    c = CELEBA_CROP
+    face = tf.image.crop_to_bounding_box(image, c["offset_height"], c["offset_width"],
+                                         c["size"], c["size"])
+    return to_gan_range(face, image_size)
+
+
+def load_gan_images(name: str = "fashion_mnist", batch_size: int = 128, image_size: int | None = None,
+                    *, split: str = "train", crop_celeba: bool = True, shuffle: int = 60_000,
+                    cache: bool = True, drop_remainder: bool = True, smoke_examples: int = 256,
+                    data_dir=None):
+    """Unlabelled images for a GAN: batches of float32 ``(B, S, S, C)`` in [-1, 1].
+
+    ``fashion_mnist`` / ``mnist`` keep 28x28 unless ``image_size`` is given (32 for the
+    WGANs); ``celeb_a`` is cropped with :func:`celeba_crop` (``image_size`` default 64) and
+    is not cached in memory. A WGAN that makes ``n_critic`` critic updates per step wants
+    ``batch_size = n_critic * B``.
+    """
+    ds, _ = load(name, split, shuffle_files=True, smoke_examples=smoke_examples, data_dir=data_dir)
+    if name == "celeb_a":
+        size = image_size or 64
+        prepare = (lambda ex: celeba_crop(ex["image"], size)) if crop_celeba else (
+            lambda ex: to_gan_range(ex["image"], size))
+        cache = False
+    else:
+        prepare = lambda ex: to_gan_range(ex["image"], image_size)  # noqa: E731
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE)
+    return pipeline(ds, batch_size, shuffle=shuffle, cache=cache, drop_remainder=drop_remainder)
+
+
+#: Second component of the 2-D toy data of the mode-collapse notebook. The book's original
+#: covariance [[0.2, -2], [-2, 5]] has determinant -3 (not a covariance); this one is valid.
+MIXTURE_COV = ((0.5, -1.0), (-1.0, 4.0))
+
+
+def gaussian_mixture_2d(n: int, seed: int | None = 0, means=((0.0, 0.0), (5.0, 5.0)),
+                        covs=((( 1.0, 0.0), (0.0, 1.0)), MIXTURE_COV)):
+    """``n`` points of an equal-weight mixture of 2-D Gaussians (a round blob at (0, 0) and an
+    elongated one at (5, 5) by default); float32 ``(n, 2)``, components shuffled."""
+    rng = np.random.default_rng(seed)
+    k = len(means)
+    counts = np.bincount(rng.integers(0, k, size=n), minlength=k)
+    parts = []
+    for mean, cov, count in zip(means, covs, counts):
+        cov = np.asarray(cov, dtype=np.float64)
+        if np.any(np.linalg.eigvalsh(cov) < -1e-12):
+            raise ValueError(f"covariance {cov.tolist()} is not positive semi-definite")
+        parts.append(rng.multivariate_normal(mean, cov, size=count))
+    points = np.concatenate(parts).astype(np.float32)
+    return points[rng.permutation(n)]
+
+
+__all__ += ["FASHION_MNIST_CLASSES", "CELEBA_CROP", "to_gan_range", "celeba_crop",
+            "load_gan_images", "MIXTURE_COV", "gaussian_mixture_2d"]
+
+
+# --------------------------------------------------------------------------- Chapter 4: image-to-image translation
+
+#: The pix2pix side-by-side archives: where they live and which half is the input A. Each
+#: JPEG is 512 x 256, two 256 x 256 images side by side.
+PAIRED_ARCHIVES = {
+    "facades": dict(url="http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz",
+                    a_side="right", splits=("train", "val", "test")),
+    "edges2shoes": dict(url="http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/edges2shoes.tar.gz",
+                        a_side="left", splits=("train", "val")),
+}
+
+
+def _synthetic_paired_archive(name: str, n: int = 6, size: int = 256) -> Path:
+    """Smoke mode: write ``n`` small synthetic JPEGs per split in the archive's layout
+    (``<tmp>/hoig_smoke_paired/<name>/<split>/<i>.jpg``, 2*size wide) and return the folder.
+    The input half (A) is a blue block pattern, like a label map; the target half (B) a
+    smooth red-green gradient, like a photo; which side is which follows the real archive."""
+    import tempfile
+
+    spec = PAIRED_ARCHIVES[name]
+    root = Path(tempfile.gettempdir()) / "hoig_smoke_paired" / f"{name}_{size}"
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / float(size)
+    for split in spec["splits"]:
+        folder = root / name / split
+        if folder.is_dir() and len(list(folder.glob("*.jpg"))) >= n:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            cells = rng.integers(0, 4, size=(8, 8))
+            blocks = np.kron(cells, np.ones((size // 8, size // 8)))
+            a = np.stack([0.1 * blocks, 0.2 * blocks, 0.4 + 0.15 * blocks], -1) * 255
+            b = np.stack([0.6 + 0.4 * yy, 0.3 + 0.3 * xx * (i + 1) / n, 0.1 * yy], -1) * 255
+            halves = (b, a) if spec["a_side"] == "right" else (a, b)
+            pixels = np.clip(np.concatenate(halves, axis=1), 0, 255).astype(np.uint8)
+            tf.io.write_file(str(folder / f"{i + 1}.jpg"), tf.io.encode_jpeg(pixels, quality=95))
+    return root / name
+
+
+def paired_archive_dir(name: str, *, data_dir=None, smoke_examples: int = 6) -> Path:
+    """Folder holding the ``train/``, ``val/`` (``test/``) JPEGs of a pix2pix archive.
+
+    Full run: downloads and unpacks ``<name>.tar.gz`` once with ``keras.utils.get_file``
+    (into ``data_dir`` or ``~/.keras/datasets``) and raises :class:`DatasetUnavailableError`
+    when the host cannot be reached. Smoke mode: synthetic JPEGs in a temporary folder."""
+    if name not in PAIRED_ARCHIVES:
+        raise ValueError(f"unknown paired archive {name!r}; choose from {sorted(PAIRED_ARCHIVES)}")
+    if config.is_smoke():
+        return _synthetic_paired_archive(name, n=smoke_examples)
+    import keras
+    from urllib.parse import urlparse
+
+    url = PAIRED_ARCHIVES[name]["url"]
+    cache_dir = Path(data_dir).expanduser() if data_dir else Path("~/.keras").expanduser()
+    for found in (cache_dir / "datasets").glob(f"{name}*/**/{name}/train"):
+        return found.parent
+    host = urlparse(url).hostname
+    if not _can_reach(host, port=80):
+        raise DatasetUnavailableError(
+            f"Could not download the pix2pix archive '{name}.tar.gz' (no network connection to "
+            f"{host}): connect to the internet and run again, or download {url} yourself and "
+            f"unpack it into {cache_dir / 'datasets'}.")
+    try:
+        extracted = Path(keras.utils.get_file(f"{name}.tar.gz", origin=url, extract=True,
+                                              cache_dir=str(cache_dir)))
+    except Exception as err:  # network failure, truncated file, no disk space
+        raise DatasetUnavailableError(
+            f"Could not download the pix2pix archive '{name}.tar.gz' ({type(err).__name__} "
+            f"while downloading {url}): run again, or download it yourself and unpack it into "
+            f"{cache_dir / 'datasets'}.") from err
+    for candidate in (extracted / name, extracted):
+        if (candidate / "train").is_dir():
+            return candidate
+    raise DatasetUnavailableError(f"The archive '{name}.tar.gz' unpacked into {extracted} has no "
+                                  f"'{name}/train' folder: delete it and run again.")
+
+
+def decode_pair(path, name: str = "facades"):
+    """Read one side-by-side JPEG and return ``(A, B)`` as float32 in [0, 255], each half of
+    the width: A is the right half for facades (the label map), the left half for
+    edges2shoes (the edge map); B is the other half (the photo)."""
+    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+    half = tf.shape(image)[1] // 2
+    left = tf.cast(image[:, :half], tf.float32)
+    right = tf.cast(image[:, half:], tf.float32)
+    return (right, left) if PAIRED_ARCHIVES[name]["a_side"] == "right" else (left, right)
+
+
+def random_jitter_pair(a, b, load_size: int = 286, crop: int = 256, seed=None):
+    """pix2pix's training jitter, identical for both images: resize both to ``load_size``
+    (nearest neighbour), cut the *same* random ``crop`` x ``crop`` window from both (they are
+    stacked and cropped together) and flip both left-right with probability 0.5."""
+    a = tf.image.resize(a, (load_size, load_size), method="nearest")
+    b = tf.image.resize(tf.cast(b, a.dtype), (load_size, load_size), method="nearest")
+    channels = tf.shape(a)[-1]
+    both = tf.concat([a, b], axis=-1)
+    both = tf.image.random_crop(both, tf.stack([crop, crop, 2 * channels]), seed=seed)
+    both = tf.cond(tf.random.uniform((), seed=seed) < 0.5,
+                   lambda: tf.image.flip_left_right(both), lambda: both)
+    return both[..., :channels], both[..., channels:]
+
+
+def to_signed_unit(image):
+    """[0, 255] -> [-1, 1] (x / 127.5 - 1), the range of a tanh generator."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def load_paired_archive(name: str = "facades", split: str = "train", *, jitter: bool | None = None,
+                        image_size: int = 256, load_size: int | None = None, data_dir=None,
+                        smoke_examples: int = 6) -> tf.data.Dataset:
+    """Paired ``(A, B)`` images of a pix2pix archive (facades, edges2shoes), unbatched,
+    float32 ``(image_size, image_size, 3)`` in [-1, 1], in file-name order.
+
+    ``jitter`` (default: only for ``'train'``) applies :func:`random_jitter_pair` with
+    ``load_size`` (default ``image_size * 286 / 256``); without it both are resized
+    (bilinear) to ``image_size``. Batch with :func:`pipeline`."""
+    root = paired_archive_dir(name, data_dir=data_dir, smoke_examples=smoke_examples)
+    folder = root / split
+    files = sorted(folder.glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
+    if not files:
+        raise DatasetUnavailableError(f"No JPEG files in {folder}: is the '{name}' archive complete?")
+    jitter = (split == "train") if jitter is None else jitter
+    load_size = load_size or int(round(image_size * 286 / 256))
+
+    def prepare(path):
+        a, b = decode_pair(path, name)
+        if jitter:
+            a, b = random_jitter_pair(a, b, load_size, image_size)
+        else:
+            a = tf.image.resize(a, (image_size, image_size))
+            b = tf.image.resize(b, (image_size, image_size))
+        return to_signed_unit(a), to_signed_unit(b)
+
+    ds = tf.data.Dataset.from_tensor_slices([str(p) for p in files])
+    return ds.map(prepare, num_parallel_calls=AUTOTUNE)
+
+
+def load_unpaired(name: str = "cycle_gan/horse2zebra", domain: str = "A", split: str = "train", *,
+                  jitter: bool | None = None, image_size: int = 256, load_size: int | None = None,
+                  smoke_examples: int = 16, data_dir=None) -> tf.data.Dataset:
+    """One domain (``'A'`` or ``'B'``) of a TFDS ``cycle_gan/*`` dataset as unbatched float32
+    ``(image_size, image_size, 3)`` images in [-1, 1]. Training images get random jitter
+    (resize to ``load_size``, random crop, random flip); test images are only resized.
+    Shuffle and zip the two domains independently: CycleGAN needs no pairs."""
+    ds, _ = load(name, f"{split}{domain}", smoke_examples=smoke_examples, data_dir=data_dir)
+    jitter = (split == "train") if jitter is None else jitter
+    load_size = load_size or int(round(image_size * 286 / 256))
+
+    def prepare(example):
+        image = tf.cast(example["image"], tf.float32)
+        if jitter:
+            image = tf.image.resize(image, (load_size, load_size), method="nearest")
+            image = tf.image.random_crop(image, (image_size, image_size, 3))
+            image = tf.image.random_flip_left_right(image)
+        else:
+            image = tf.image.resize(image, (image_size, image_size))
+        return to_signed_unit(image)
+
+    return ds.map(prepare, num_parallel_calls=AUTOTUNE)
+
+
+__all__ += ["PAIRED_ARCHIVES", "paired_archive_dir", "decode_pair", "random_jitter_pair",
+            "to_signed_unit", "load_paired_archive", "load_unpaired"]

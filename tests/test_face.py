@@ -1,0 +1,380 @@
+"""The face pipeline of Chapter 9 on real photos (matplotlib's Grace Hopper, scikit-image's
+astronaut), the video helpers, PixelShuffle and the DeepFake networks' sizes (spec ch09)."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from common import face as F
+
+PHOTOS = ["grace_hopper", "astronaut"]
+# HOG (upsample 1) boxes measured with dlib 20.0.1 (spec ch09 §5.2), (left, top, right, bottom).
+HOG_BOXES = {"grace_hopper": (180, 139, 366, 325), "astronaut": (175, 76, 265, 166)}
+
+
+@pytest.fixture(scope="module")
+def located():
+    """Best detection and 68 landmarks on each photo (the predictor is loaded once)."""
+    out = {}
+    for name in PHOTOS:
+        img = F.sample_photo(name)
+        det, landmarks = F.locate_face(img)
+        out[name] = (img, det, landmarks)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return {name: F.make_synthetic_clip(F.sample_face(name), n_frames=16)[0] for name in PHOTOS}
+
+
+# ----------------------------------------------------------------------------- import
+
+
+def test_import_needs_neither_face_recognition_nor_pkg_resources():
+    code = ("import sys; sys.modules['pkg_resources'] = None; import common.face as f; "
+            "f.model_paths(); assert 'face_recognition' not in sys.modules; "
+            "assert 'face_recognition_models' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_hog_detection_matches_the_measured_box(located, name):
+    img, det, _ = located[name]
+    assert F.iou(det.box, HOG_BOXES[name]) >= 0.8
+    found = F.default_detector().detect(img)
+    assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
+    if name == "grace_hopper":
+        assert len(found) == 1
+
+
+def test_detector_rejects_float_and_finds_nothing_in_black():
+    det = F.default_detector()
+    assert det.detect(np.zeros((200, 200, 3), np.uint8)) == []
+    with pytest.raises(ValueError, match="uint8"):
+        det.detect(np.zeros((200, 200, 3), np.float32))
+
+
+def test_box_conversions_round_trip():
+    box = (10, 20, 30, 40)
+    assert F.css_to_box(F.box_to_css(box)) == box
+    r = F.box_to_rect(box)
+    assert (r.left(), r.top(), r.right(), r.bottom()) == box
+    img = np.arange(50 * 60).reshape(50, 60)
+    assert F.crop_box(img, (-5, -5, 10, 10), pad=3).shape == (13, 13)  # clamped, no wrap-around
+
+
+def test_no_face_raises_one_clear_error():
+    with pytest.raises(F.NoFaceError, match="no face"):
+        F.extract_face(np.full((200, 200, 3), 128, np.uint8))
+
+
+def test_unreadable_files_raise_one_clear_error(tmp_path):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"this is not an image")
+    for bad in (junk, tmp_path / "missing.png"):
+        with pytest.raises(F.UnreadableFileError, match="cannot read"):
+            F.read_image(bad)
+    video = tmp_path / "junk.mp4"
+    video.write_bytes(b"this is not a video either")
+    for bad in (video, tmp_path / "missing.mp4"):
+        with pytest.raises(FileNotFoundError, match="cannot read"):
+            F.read_frames(bad)
+    empty = tmp_path / "empty.avi"  # a valid container holding no frame
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64))
+    writer.release()
+    with pytest.raises(F.EmptyVideoError, match="no frame"):
+        F.read_frames(empty)
+
+
+# ----------------------------------------------------------------------------- landmarks + alignment
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_68_landmarks_inside_the_face_box(located, name):
+    _, det, landmarks = located[name]
+    assert landmarks.shape == (68, 2)
+    l, t, r, b = det.box
+    gx, gy = 0.2 * (r - l), 0.2 * (b - t)
+    inside = ((landmarks[:, 0] >= l - gx) & (landmarks[:, 0] <= r + gx)
+              & (landmarks[:, 1] >= t - gy) & (landmarks[:, 1] <= b + gy))
+    assert inside.mean() >= 0.9
+    # anatomy: the subject's right eye is on the image's left, the mouth below the nose
+    eyes_r, eyes_l = landmarks[36:42].mean(0), landmarks[42:48].mean(0)
+    assert eyes_r[0] < eyes_l[0] and landmarks[48:68, 1].mean() > landmarks[30, 1]
+
+
+def test_mean_face_template_facts():
+    assert F.MEAN_FACE.shape == (51, 2)
+    assert np.allclose(F.MEAN_FACE.min(0), (0.000213, 0.018748), atol=1e-6)
+    assert np.allclose(F.MEAN_FACE.max(0), (0.980040, 0.909281), atol=1e-6)
+    assert np.allclose(F.MEAN_FACE.mean(0), (0.490127, 0.464424), atol=1e-6)
+
+
+def test_umeyama_recovers_a_random_similarity(rng):
+    src = rng.normal(size=(51, 2)) * 50
+    for _ in range(5):
+        angle, scale = rng.uniform(-np.pi, np.pi), np.exp(rng.uniform(np.log(0.1), np.log(10)))
+        R = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        t = rng.uniform(-100, 100, 2)
+        dst = scale * src @ R.T + t
+        T = F.umeyama(src, dst)
+        assert np.allclose(T[:2, :2], scale * R, atol=1e-9) and np.allclose(T[:2, 2], t, atol=1e-9)
+    # a mirrored point set still gives a proper rotation, never a reflection
+    assert np.linalg.det(F.umeyama(src, src * [-1, 1])[:2, :2]) > 0
+    with pytest.raises(ValueError):
+        F.umeyama(np.ones((5, 2)), np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_alignment_maps_landmarks_onto_the_template(located, name):
+    _, _, landmarks = located[name]
+    M = F.alignment_matrix(landmarks)
+    mapped = landmarks[17:] @ M[:, :2].T + M[:, 2]
+    assert mapped.min() >= -0.1 and mapped.max() <= 1.1
+    assert np.sqrt(((mapped - F.MEAN_FACE) ** 2).sum(1).mean()) <= 0.05
+    # same matrix as OpenCV's partial-affine (similarity) fit
+    cv_M, _ = cv2.estimateAffinePartial2D(landmarks[17:], F.MEAN_FACE)
+    assert np.allclose(cv_M, M, atol=1e-6)
+    # in the 256-px canvas, eye centres and mouth centre land within 6 px of the template's
+    geo = F.FaceGeometry()
+    C = geo.canvas_matrix(M)
+    on_canvas = landmarks @ C[:, :2].T + C[:, 2]
+    template = F.MEAN_FACE * (geo.canvas - 2 * geo.padding) + geo.padding
+    for idx in (range(36, 42), range(42, 48), range(48, 68)):
+        got = on_canvas[list(idx)].mean(0)
+        want = template[[i - 17 for i in idx]].mean(0)
+        assert np.linalg.norm(got - want) < 6.0
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_crop_matrix_round_trip(clips, name):
+    frame = clips[name][0]
+    fc = F.extract_face(frame)
+    assert fc.canvas.shape == (256, 256, 3) and fc.crop.shape == (64, 64, 3)
+    geo = F.FaceGeometry()
+    crop_M = geo.crop_matrix(fc.matrix)
+    inside = F.square_mask(crop_M, frame.shape) > 0.5
+    back = F.warp_back(fc.crop, crop_M, frame.shape).astype(float)
+    err = np.abs(back - frame)[inside].mean()
+    shifted = crop_M.copy()
+    shifted[:, 2] += 3 * crop_M[:, 0]  # the crop taken 3 image px to the right
+    wrong = cv2.warpAffine(frame, shifted, (64, 64), flags=cv2.INTER_AREA)
+    err_shifted = np.abs(F.warp_back(wrong, crop_M, frame.shape).astype(float) - frame)[inside].mean()
+    assert err < 10 and err_shifted >= 2 * err
+
+
+def test_synthetic_clip_is_found_and_alignment_stabilises_it(clips):
+    for name, frames in clips.items():
+        assert frames.shape == (16, 256, 256, 3) and frames.dtype == np.uint8
+        crops = np.stack([F.extract_face(f).crop for f in frames]).astype(float)  # all 16 found
+        aligned = np.abs(np.diff(crops, axis=0)).mean()
+        small = np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA) for f in frames])
+        raw = np.abs(np.diff(small.astype(float), axis=0)).mean()
+        assert aligned < 0.5 * raw, name
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def test_random_warp_shapes_range_and_identity(clips):
+    canvas = F.extract_face(clips["astronaut"][0]).canvas
+    warped, target = F.random_warp(canvas, np.random.default_rng(1), scale=0.0)
+    assert warped.shape == target.shape == (64, 64, 3) and warped.dtype == np.uint8
+    assert np.abs(warped.astype(int) - target).max() <= 1
+    a = F.random_warp(canvas, np.random.default_rng(7))
+    b = F.random_warp(canvas, np.random.default_rng(7))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert np.abs(a[0].astype(int) - a[1]).mean() > 2  # noise really deforms
+    t = F.random_transform(canvas, np.random.default_rng(3))
+    assert t.shape == canvas.shape and t.dtype == np.uint8
+    w, tg = next(F.training_batches([canvas], batch_size=2))
+    assert w.shape == (2, 64, 64, 3) and w.dtype == np.float32 and 0 <= w.min() and w.max() <= 1
+
+
+# ----------------------------------------------------------------------------- masks + blend
+
+
+def test_masks_and_blend(located, rng):
+    img, det, landmarks = located["astronaut"]
+    pipe = F.SwapPipeline(model=lambda x: x)
+    crop_M = F.FaceGeometry().crop_matrix(F.alignment_matrix(landmarks))
+    masks = pipe.masks(crop_M, landmarks, img.shape)
+    assert set(np.unique(masks["hull"])) == {0.0, 1.0}
+    assert np.all(masks["combined"] <= masks["square"]) and np.all(masks["combined"] <= masks["hull"])
+    assert 0 < masks["combined"].sum() < masks["hull"].sum()
+    new = rng.integers(0, 256, img.shape, dtype=np.uint8)
+    assert np.array_equal(F.blend(img, new, np.zeros(img.shape[:2])), img)
+    assert np.array_equal(F.blend(img, new, np.ones(img.shape[:2])), new)
+    soft = F.feather(masks["hull"])
+    assert 0 <= soft.min() and soft.max() <= 1 and 0 < soft.sum() < masks["hull"].sum()
+
+
+def test_swap_pipeline_keeps_frames_and_counts_faces(clips, tmp_path):
+    frames = clips["astronaut"][:4]
+    pipe = F.SwapPipeline(model=lambda x: 1.0 - x)  # a visible stand-in for a decoder
+    results = pipe.run(list(frames) + [np.zeros_like(frames[0])])
+    assert (pipe.found, pipe.missed) == (4, 1)
+    assert all(r.frame.shape == frames[0].shape and r.frame.dtype == np.uint8 for r in results)
+    assert not np.array_equal(results[0].frame, frames[0]) and not results[-1].frame.any()
+    path = F.write_video(tmp_path / "swap.mp4", [r.frame for r in results])
+    assert len(list(F.read_frames(path))) == 5
+
+
+# ----------------------------------------------------------------------------- video
+
+
+def test_video_round_trip(clips, tmp_path):
+    frames = clips["grace_hopper"][:12]
+    path = F.write_video(tmp_path / "clip.mp4", frames, fps=25)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no temp file left
+    info = F.video_info(path)
+    assert (info["count"], info["width"], info["height"]) == (12, 256, 256)
+    back = np.stack(list(F.read_frames(path)))
+    assert back.shape == (12, 256, 256, 3)
+    assert np.abs(back.astype(float) - frames).mean() < 8
+    assert len(list(F.read_frames(path, every=3))) == 4
+    assert len(list(F.read_frames(path, max_frames=5))) == 5
+    # float frames in [0, 1] and odd sizes (cropped to even) are accepted
+    odd = F.write_video(tmp_path / "odd.mp4", frames[:3, :255, :253] / 255.0)
+    assert (F.video_info(odd)["width"], F.video_info(odd)["height"]) == (252, 254)
+
+
+def test_write_video_fails_cleanly(clips, tmp_path):
+    frames = list(clips["grace_hopper"][:3]) + [np.zeros((100, 100, 3), np.uint8)]
+    with pytest.raises(ValueError, match="size"):
+        F.write_video(tmp_path / "bad.mp4", frames)
+    with pytest.raises(ValueError, match="no frames"):
+        F.write_video(tmp_path / "empty.mp4", [])
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+
+
+def test_save_and_load_frames(clips, tmp_path):
+    frames = clips["astronaut"][:3]
+    paths = F.save_frames(frames, tmp_path / "frames")
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
+    assert np.array_equal(F.load_frames(tmp_path / "frames"), frames)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def test_pixel_shuffle_matches_its_definition(rng):
+    import keras
+    import tensorflow as tf
+
+    from common.layers import PixelShuffle
+
+    x = rng.normal(size=(2, 3, 5, 8)).astype(np.float32)
+    y = np.asarray(PixelShuffle(2)(x))
+    r, c = 2, 8 // 4
+    by_definition = x.reshape(2, 3, 5, r, r, c).transpose(0, 1, 3, 2, 4, 5).reshape(2, 6, 10, c)
+    assert np.array_equal(y, by_definition)
+    assert np.array_equal(y, tf.nn.depth_to_space(x, 2).numpy())
+    assert np.array_equal(np.asarray(keras.ops.space_to_depth(y, 2)), x)
+    # out[y*r+i, x*r+j, ch] = in[y, x, (i*r+j)*C/r^2 + ch]
+    assert y[0, 1 * 2 + 1, 3 * 2 + 0, 1] == x[0, 1, 3, (1 * 2 + 0) * c + 1]
+    with pytest.raises(ValueError):
+        PixelShuffle(2)(np.zeros((1, 2, 2, 6), np.float32))
+    layer = PixelShuffle(2)
+    layer.build((None, 4, 4, 8))
+    assert layer.count_params() == 0 and layer.compute_output_shape((None, 4, 4, 8)) == (None, 8, 8, 2)
+
+
+def test_deepfake_parameter_counts():
+    from common.models import build_deepfake_decoder, build_deepfake_encoder
+
+    enc, dec = build_deepfake_encoder(), build_deepfake_decoder()
+    assert enc.count_params() == 55_505_664 and enc.output_shape == (None, 8, 8, 512)
+    assert dec.count_params() == 1_553_539 and dec.output_shape == (None, 64, 64, 3)
+    assert enc.count_params() + dec.count_params() == 57_059_203
+    assert enc.count_params() + 2 * dec.count_params() == 58_612_742
+    assert build_deepfake_encoder(upsampler="pixel_shuffle").count_params() == 69_662_976
+    assert build_deepfake_decoder(upsampler="pixel_shuffle").count_params() == 6_199_747
+    assert build_deepfake_encoder(width_divisor=8).count_params() == 870_496
+    assert build_deepfake_decoder(width_divisor=8).count_params() == 24_851
+
+
+def test_frame_scrubber_rerenders_on_slider_and_controls():
+    import ipywidgets
+
+    from common.widgets import FrameScrubber
+
+    frames = [np.full((8, 8, 3), v, np.uint8) for v in (0, 100, 200)]
+    invert = ipywidgets.Checkbox(value=False, description="invert")
+    calls = []
+
+    def render(i, invert):
+        calls.append((i, invert))
+        return 255 - frames[i] if invert else frames[i]
+
+    w = FrameScrubber(frames, render, {"invert": invert})
+    assert np.array_equal(w.current, frames[0])
+    w.slider.value = 2
+    assert np.array_equal(w.current, frames[2]) and "frame 3 of 3" in w.label.value
+    invert.value = True
+    assert np.array_equal(w.current, 255 - frames[2]) and calls[-1] == (2, True)
+    with pytest.raises(ValueError):
+        FrameScrubber([])
+
+
+def test_extract_faces_counts_images_without_faces():
+    images = F.identity_images("sample_photos", "grace_hopper", max_images=3)
+    assert len(images) == 3 and images[0].shape == (256, 256, 3)
+    canvases, counts = F.extract_faces(images + [np.zeros((120, 120, 3), np.uint8)])
+    assert counts == {"kept": 3, "no face": 1, "several faces": 0}
+    assert all(c.shape == (256, 256, 3) for c in canvases)
+
+
+def test_deepfake_smoke_training_lowers_both_losses(clips):
+    import tensorflow as tf
+
+    from common.models import DeepFake
+
+    canvases = {n: np.stack(F.extract_faces(clips[n][:8])[0]) for n in PHOTOS}
+    gen_a = F.training_batches(canvases["astronaut"], 8, seed=0)
+    gen_b = F.training_batches(canvases["grace_hopper"], 8, seed=1)
+    spec = tf.TensorSpec((8, 64, 64, 3), tf.float32)
+    ds = tf.data.Dataset.from_generator(lambda: zip(gen_a, gen_b),
+                                        output_signature=((spec, spec), (spec, spec)))
+    model = DeepFake.build_default(width_divisor=8)
+    model.compile()  # one optimizer per autoencoder
+    nets = (model.encoder, model.decoder_a, model.decoder_b)
+    before = [[w.copy() for w in net.get_weights()] for net in nets]
+    logs = model.fit(ds, epochs=3, steps_per_epoch=20, shuffle=False, verbose=0).history
+    for net, old in zip(nets, before):  # the A and B updates reach all three networks
+        assert any(not np.array_equal(a, b) for a, b in zip(old, net.get_weights())), net.name
+    first = (logs["loss_a"][0] + logs["loss_b"][0]) / 2
+    last = (logs["loss_a"][-1] + logs["loss_b"][-1]) / 2
+    assert last <= 0.75 * first, (first, last)
+    x = canvases["astronaut"][:2, 96:160, 96:160].astype(np.float32) / 255.0
+    swapped = np.asarray(model.swap(x))
+    assert swapped.shape == (2, 64, 64, 3)
+    assert np.allclose(swapped, np.asarray(model.decoder_b(model.encoder(x))), atol=1e-6)
+    # train_on_batch accepts the same ((warped_a, target_a), (warped_b, target_b)) batch
+    out = model.train_on_batch(next(zip(gen_a, gen_b)), return_dict=True)
+    assert set(out) >= {"loss_a", "loss_b"}
+
+
+def test_colour_matching_and_seamless_hide_a_tinted_face(clips):
+    frame = clips["astronaut"][0]
+    fc = F.extract_face(frame)
+    crop_M = F.FaceGeometry().crop_matrix(fc.matrix)
+    tinted = np.clip(fc.crop * np.array([1.25, 0.9, 0.8]), 0, 255).astype(np.uint8)
+    pipe = F.SwapPipeline(model=lambda x: x)
+    inside = pipe.masks(crop_M, fc.landmarks, frame.shape)["combined"] > 0.5
+
+    def error(**kw):
+        out, _ = pipe.compose(frame, tinted, crop_M, fc.landmarks, **kw)
+        assert out.shape == frame.shape and out.dtype == np.uint8
+        return np.abs(out.astype(float) - frame)[inside].mean()
+
+    hard = error(feather_px=0, color_match=False)
+    assert error(feather_px=3, color_match=True) < 0.5 * hard
+    assert error(seamless=True, color_match=False) < 0.5 * hard

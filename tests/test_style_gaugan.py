@@ -1,0 +1,342 @@
+"""Chapters 5-6: Gram matrix, AdaIN, SPADE, style losses, VGG extractor, GauGAN and their widgets."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from common import gaugan, style
+from common.layers import AdaIN, SPADE, SPADEResBlock, ReflectionConv2D
+from common.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss, perceptual_loss
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return style.build_vgg19()  # weights=None in smoke mode (tests run with HOIG_SMOKE=1)
+
+
+# ------------------------------------------------------------------ Gram matrix and style losses
+
+def test_gram_matrix_matches_definition(rng):
+    f = rng.normal(size=(2, 5, 7, 4)).astype("float32")
+    g = np.asarray(style.gram_matrix(f))
+    assert g.shape == (2, 4, 4)
+    np.testing.assert_allclose(g, np.transpose(g, (0, 2, 1)), atol=1e-6)
+    for b in range(2):
+        flat = f[b].reshape(-1, 4)  # (H*W, C)
+        np.testing.assert_allclose(g[b], flat.T @ flat / 35.0, rtol=1e-5, atol=1e-5)
+
+
+def test_total_variation_zero_for_constant_and_counts_steps():
+    const = np.full((2, 8, 8, 3), 0.3, np.float32)
+    assert float(style.total_variation_loss(const)) == pytest.approx(0.0, abs=1e-7)
+    step = np.zeros((1, 4, 4, 1), np.float32)
+    step[:, :, 2:] = 1.0  # one vertical edge of height 4 and size 1
+    assert float(style.total_variation_loss(step)) == pytest.approx(4.0)
+
+
+def test_style_losses_zero_on_identical_features_and_positive_otherwise(rng):
+    a = [rng.normal(size=(1, 6, 6, 3)).astype("float32") for _ in range(2)]
+    b = [x * 2.0 + 1.0 for x in a]
+    assert float(style.style_loss_gram(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(style.style_loss_moments(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(style.content_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(style.style_loss_gram(a, b)) > 0
+    assert float(style.style_loss_moments(a, b)) > 0
+    # content loss: sum over (H, W, C) of squared differences, mean over layers
+    expected = np.mean([np.sum((x - y) ** 2) for x, y in zip(a, b)])
+    assert float(style.content_loss(a, b)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_vgg_preprocess_flips_once_and_subtracts_imagenet_means():
+    red = np.zeros((1, 1, 1, 3), np.float32)
+    red[..., 0] = 1.0
+    out = np.asarray(style.vgg_preprocess(red))[0, 0, 0]
+    np.testing.assert_allclose(out, [-103.939, -116.779, 255.0 - 123.68], atol=1e-3)
+    ref = keras.applications.vgg19.preprocess_input(red * 255.0)
+    np.testing.assert_allclose(out, np.asarray(ref)[0, 0, 0], atol=1e-3)
+
+
+# ------------------------------------------------------------------ VGG19 feature extractor
+
+def test_smoke_vgg_extractor_layer_shapes(vgg):
+    assert vgg.count_params() == 20_024_384  # VGG19 without its classifier head
+    assert not vgg.trainable_weights
+    extractor = style.vgg_feature_extractor(style.STYLE_LAYERS, vgg=vgg)
+    outs = extractor(np.zeros((2, 32, 32, 3), np.float32))
+    assert [tuple(o.shape) for o in outs] == [
+        (2, 32, 32, 64), (2, 16, 16, 128), (2, 8, 8, 256), (2, 4, 4, 512), (2, 2, 2, 512)]
+
+
+def test_full_run_without_weights_raises_one_sentence(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.applications, "VGG19", offline)
+    with pytest.raises(style.PretrainedWeightsUnavailableError, match="VGG19"):
+        style.build_vgg19(weights="imagenet")
+
+
+# ------------------------------------------------------------------ AdaIN
+
+def test_adain_output_has_style_mean_and_std(rng):
+    content = rng.normal(size=(2, 8, 8, 5)).astype("float32")
+    style_feats = (rng.normal(size=(2, 6, 6, 5)) * rng.uniform(0.5, 3, (2, 1, 1, 5))
+                   + rng.normal(size=(2, 1, 1, 5)) * 4).astype("float32")
+    out = np.asarray(AdaIN(epsilon=0.0)([content, style_feats]))
+    assert out.shape == content.shape
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), style_feats.mean(axis=(1, 2)), atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(1, 2)), style_feats.std(axis=(1, 2)), rtol=1e-4)
+    # and it keeps the content's normalised layout
+    norm = (content - content.mean((1, 2), keepdims=True)) / content.std((1, 2), keepdims=True)
+    out_norm = (out - out.mean((1, 2), keepdims=True)) / out.std((1, 2), keepdims=True)
+    np.testing.assert_allclose(out_norm, norm, atol=1e-3)
+
+
+def test_reflection_conv_keeps_size_and_pads_by_reflection():
+    layer = ReflectionConv2D(1, 3)
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4, 1)
+    y = layer(x)
+    assert tuple(y.shape) == (1, 3, 4, 1)
+    padded = keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+    assert float(padded[0, 0, 0, 0]) == float(x[0, 1, 1, 0])  # no zeros at the border
+
+
+def test_adain_decoder_parameter_count_from_book_layer_list():
+    assert style.build_adain_decoder().count_params() == 3_505_219
+
+
+def test_adain_train_step_updates_only_decoder_and_alpha_zero_is_content_path(vgg):
+    model = style.AdaINStyleTransfer(
+        encoder=style.vgg_feature_extractor(style.ADAIN_LAYERS, vgg=vgg), width_divisor=16)
+    model.compile()
+    content = style.sample_image("astronaut", 32)[None]
+    style_img = style.sample_image("coffee", 32)[None]
+    enc_before = [w.numpy().copy() for w in model.encoder.weights]
+    dec_before = [w.numpy().copy() for w in model.decoder.weights]
+    logs = model.train_on_batch(content, style_img, return_dict=True)
+    assert set(logs) == {"loss", "content_loss", "style_loss"}
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(enc_before, model.encoder.weights))
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(dec_before, model.decoder.weights))
+    out0 = np.asarray(model([content, style_img], alpha=0.0))
+    out1 = np.asarray(model([content, style_img], alpha=1.0))
+    assert out0.shape == (1, 32, 32, 3) and 0.0 <= out0.min() and out0.max() <= 1.0
+    fc = model.encode(content)[-1]
+    np.testing.assert_allclose(out0, np.asarray(model.decode(fc)), atol=1e-5)
+    assert not np.allclose(out0, out1)
+
+
+def test_neural_style_transfer_changes_image_and_lowers_loss(vgg):
+    nst = style.NeuralStyleTransfer(vgg=vgg, learning_rate=0.05, style_weight=1e-3)
+    content = style.sample_image("astronaut", 24)
+    result, history = nst.stylize(content, style.sample_image("coffee", 24), steps=6)
+    assert result.shape == (24, 24, 3) and 0.0 <= result.min() and result.max() <= 1.0
+    assert not np.allclose(result, content)
+    assert history["loss"][-1] < history["loss"][0]
+
+
+# ------------------------------------------------------------------ SPADE
+
+def test_spade_keeps_shape_and_modulation_follows_the_map(rng):
+    layer = SPADE(6, hidden=8, norm="instance")
+    x = rng.normal(size=(1, 16, 16, 6)).astype("float32")
+    seg = np.zeros((1, 16, 16, 3), np.float32)
+    seg[..., 0] = 1.0
+    y0 = np.asarray(layer(x, seg))
+    assert y0.shape == x.shape
+    edited = seg.copy()
+    edited[:, 4:8, 4:8] = [0.0, 1.0, 0.0]  # repaint one square as class 1
+    y1 = np.asarray(layer(x, edited))
+    changed = np.abs(y1 - y0).max(-1) > 1e-6
+    # two stacked 3x3 convolutions reach two pixels beyond the edited square
+    allowed = np.zeros((16, 16), bool)
+    allowed[2:10, 2:10] = True
+    assert changed[0, 4:8, 4:8].all()
+    assert not changed[0][~allowed].any()
+    gamma0, beta0 = layer.modulation(seg, (16, 16))
+    gamma1, beta1 = layer.modulation(edited, (16, 16))
+    assert np.allclose(np.asarray(gamma0)[0, 12:, 12:], np.asarray(gamma1)[0, 12:, 12:])
+    assert not np.allclose(np.asarray(beta0)[0, 5, 5], np.asarray(beta1)[0, 5, 5])
+
+
+def test_spade_batch_norm_uses_batch_statistics_and_resizes_the_map(rng):
+    layer = SPADE(4, hidden=8)
+    x = (rng.normal(size=(3, 8, 8, 4)) * 5 + 2).astype("float32")
+    seg = np.zeros((3, 32, 32, 2), np.float32)  # map bigger than x: resized inside
+    seg[..., 0] = 1.0
+    gamma, beta = (np.asarray(t) for t in layer.modulation(seg, (8, 8)))
+    y = np.asarray(layer(x, seg, training=True))
+    normalized = (y - beta) / (1.0 + gamma)
+    np.testing.assert_allclose(normalized.mean(axis=(0, 1, 2)), 0.0, atol=1e-3)
+    np.testing.assert_allclose(normalized.std(axis=(0, 1, 2)), 1.0, atol=1e-2)
+
+
+def test_spade_resblock_shapes_and_learned_skip(rng):
+    seg = np.eye(3, dtype=np.float32)[rng.integers(0, 3, (2, 16, 16))]
+    x = rng.normal(size=(2, 8, 8, 6)).astype("float32")
+    changed = SPADEResBlock(4, 6, hidden=8)
+    same = SPADEResBlock(6, 6, hidden=8)
+    assert tuple(changed(x, seg).shape) == (2, 8, 8, 4) and changed.learned_skip
+    assert tuple(same(x, seg).shape) == (2, 8, 8, 6) and not same.learned_skip
+
+
+# ------------------------------------------------------------------ GauGAN losses and model
+
+def test_hinge_feature_matching_and_perceptual_losses():
+    assert float(hinge_d_loss([2.0, 3.0], [-2.0, -1.5])) == pytest.approx(0.0)
+    assert float(hinge_d_loss([0.0], [0.0])) == pytest.approx(2.0)
+    assert float(hinge_g_loss([1.0, 3.0])) == pytest.approx(-2.0)
+    a = [np.ones((1, 2, 2, 1), np.float32), np.zeros((1, 1, 1, 2), np.float32)]
+    b = [np.zeros((1, 2, 2, 1), np.float32), np.full((1, 1, 1, 2), 3.0, np.float32)]
+    assert float(feature_matching_loss(a, b)) == pytest.approx(4.0)
+    assert float(perceptual_loss(a, b, weights=[0.5, 2.0])) == pytest.approx(6.5)
+    assert float(perceptual_loss(a, b, distance="l2")) == pytest.approx(10.0)
+
+
+def test_palette_round_trip():
+    palette = np.array([[0, 0, 255], [255, 0, 0], [0, 255, 0]], np.float32)
+    labels = np.random.default_rng(0).integers(0, 3, (2, 8, 8))
+    noisy = palette[labels] + np.random.default_rng(1).normal(0, 10, (2, 8, 8, 3))
+    fitted = gaugan.fit_palette(noisy, 3)
+    recovered = np.asarray(gaugan.colors_to_labels(noisy, fitted))
+    # the same partition of pixels, whatever the order of the fitted colours
+    mapping = {int(a): int(b) for a, b in zip(recovered.ravel(), labels.ravel())}
+    assert len(set(mapping.values())) == 3
+    assert np.array_equal(np.vectorize(mapping.get)(recovered), labels)
+    assert np.asarray(gaugan.colors_to_onehot(noisy, fitted)).shape == (2, 8, 8, 3)
+
+
+@pytest.fixture(scope="module")
+def small_gaugan(vgg):
+    size, classes = 16, 4
+    gen = gaugan.build_gaugan_generator(size, classes, z_dim=8, base_filters=2, spade_hidden=4)
+    enc = gaugan.build_gaugan_encoder(size, 8, base_filters=2)
+    disc = gaugan.MultiScaleDiscriminator(size, classes, n_scales=2, base_filters=2)
+    vgg_features = style.vgg_feature_extractor(style.STYLE_LAYERS, vgg=vgg)
+    model = gaugan.GauGAN(gen, disc, enc, vgg=vgg_features)
+    model.compile()
+    rng = np.random.default_rng(0)
+    seg = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, (2, size, size))]
+    img = rng.uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+    return model, seg, img
+
+
+def _snapshot(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+def _changed(before, variables):
+    return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
+
+
+def test_gaugan_steps_change_only_intended_variables(small_gaugan):
+    model, seg, img = small_gaugan
+    g_vars, e_vars = model.generator.trainable_variables, model.encoder.trainable_variables
+    d_vars, vgg_vars = model.discriminator.trainable_variables, model.vgg.weights
+    snap = {k: _snapshot(v) for k, v in
+            dict(g=g_vars, e=e_vars, d=d_vars, vgg=vgg_vars).items()}
+    model.discriminator_step(seg, img)
+    assert any(_changed(snap["d"], d_vars))
+    assert not any(_changed(snap["g"], g_vars)) and not any(_changed(snap["e"], e_vars))
+    snap["d"] = _snapshot(d_vars)
+    logs = model.generator_step(seg, img)
+    assert set(logs) == {"g_loss", "fm_loss", "vgg_loss", "kl_loss"}
+    assert not any(_changed(snap["d"], d_vars))
+    assert any(_changed(snap["g"], g_vars)) and any(_changed(snap["e"], e_vars))
+    assert not any(_changed(snap["vgg"], vgg_vars))
+
+
+def test_gaugan_fit_step_and_shapes(small_gaugan):
+    model, seg, img = small_gaugan
+    model.compile(run_eagerly=True)  # the same train_step, without minutes of graph tracing
+    logs = model.train_on_batch(seg, img, return_dict=True)
+    assert set(logs) == {"d_loss", "g_loss", "fm_loss", "vgg_loss", "kl_loss"}
+    assert all(np.isfinite(v) for v in logs.values())
+    out = np.asarray(model.generate(seg, style_images=img))
+    assert out.shape == img.shape and np.abs(out).max() <= 1.0
+    scales = model.discriminator([seg, img])
+    # 16x16 input, three stride-2 blocks: 2x2 patches; the second scale sees 8x8: 1x1
+    assert [tuple(o[-1].shape) for o in scales] == [(2, 2, 2, 1), (2, 1, 1, 1)]
+
+
+def test_gaugan_generator_size_follows_book_layout():
+    gen = gaugan.build_gaugan_generator(32, 12, z_dim=256, base_filters=4, spade_hidden=8)
+    assert gen.input_shape == [(None, 256), (None, 32, 32, 12)]
+    assert gen.output_shape == (None, 32, 32, 3)
+    dense = gen.get_layer("project")
+    assert dense.units == 4 * 4 * 16 * 4  # book: Dense(16384) -> (4, 4, 1024) with base 64
+
+
+# ------------------------------------------------------------------ widgets
+
+def test_style_strength_widget_redraws_on_alpha(vgg):
+    from common.widgets import StyleStrengthExplorer
+
+    model = style.AdaINStyleTransfer(
+        encoder=style.vgg_feature_extractor(style.ADAIN_LAYERS, vgg=vgg), width_divisor=16)
+    w = StyleStrengthExplorer(model, style.sample_image("astronaut", 16),
+                              style.sample_image("coffee", 16), alpha=1.0)
+    before, png = w.current.copy(), w.image.value
+    w.slider.value = 0.0
+    assert not np.allclose(before, w.current) and w.image.value != png
+
+
+def test_latent_interpolator_widget_moves_between_endpoints():
+    from common.widgets import LatentInterpolator
+
+    gen = keras.Sequential([keras.Input((3,)), keras.layers.Dense(16, activation="tanh"),
+                            keras.layers.Reshape((4, 4, 1))])
+    z0, z1 = np.zeros(3, np.float32), np.ones(3, np.float32)
+    w = LatentInterpolator(gen, z0, z1)
+    start = w.current.copy()
+    w.slider.value = 1.0
+    np.testing.assert_allclose(w.current, np.asarray(gen(z1[None]))[0], atol=1e-6)
+    assert not np.allclose(start, w.current)
+
+
+def test_gaugan_widget_seed_and_repaint_change_image(small_gaugan):
+    from common.widgets import GauGANExplorer
+
+    model, seg, _ = small_gaugan
+    w = GauGANExplorer(model.generator, seg[0])
+    first = w.current.copy()
+    w.seed.value = 5
+    second = w.current.copy()
+    assert not np.allclose(first, second)
+    w.source.value, w.target.value = 0, 1
+    assert (w.edited_labels != 0).all()
+    assert not np.allclose(second, w.current)
+
+
+# ------------------------------------------------------------------ iGAN: manifold projection
+
+def test_interpolate_latents_endpoints_and_spacing():
+    from common.manifold import interpolate_latents
+
+    path = interpolate_latents(np.zeros(3), np.full(3, 2.0), steps=5)
+    assert path.shape == (5, 3)
+    np.testing.assert_allclose(path[0], 0.0)
+    np.testing.assert_allclose(path[-1], 2.0)
+    np.testing.assert_allclose(np.diff(path[:, 0]), 0.5)
+
+
+def test_projection_recovers_an_image_on_the_manifold_and_edits_respect_the_mask():
+    from common.manifold import project_to_latent
+
+    gen = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, use_bias=False),
+                            keras.layers.Reshape((4, 4, 1))])
+    z_true = np.array([0.5, -1.0, 0.3, 0.8], np.float32)
+    target = np.asarray(gen(z_true[None]))[0]
+    z, image, losses = project_to_latent(gen, target, steps=300, learning_rate=0.05, restarts=2)
+    assert losses[-1] < 1e-3 * max(losses[0], 1e-6) + 1e-5
+    np.testing.assert_allclose(image, target, atol=2e-2)
+    # an edit: only the top-left pixel is constrained, and a huge anchor weight pins z
+    mask = np.zeros((4, 4, 1), np.float32)
+    mask[0, 0] = 1.0
+    edited_target = target.copy()
+    edited_target[0, 0] += 1.0
+    _, free_edit, _ = project_to_latent(gen, edited_target, mask=mask, z_init=z, steps=200)
+    assert abs(free_edit[0, 0, 0] - edited_target[0, 0, 0]) < 1e-2  # the stroke is honoured
+    z_pinned, _, _ = project_to_latent(gen, edited_target, mask=mask, z_init=z, anchor=z,
+                                       anchor_weight=1e4, steps=20, learning_rate=1e-4)
+    np.testing.assert_allclose(z_pinned, z, atol=5e-3)  # the smoothness term holds z in place
