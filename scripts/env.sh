@@ -11,7 +11,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed"' \
     || { echo "error: $PYTHON is older than 3.10; set PYTHON=/path/to/python3.10+" >&2; exit 1; }
   echo "creating virtual environment in $VENV"
-  "$PYTHON" -m venv "$VENV"
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    # Some Linux distributions ship Python without the venv/ensurepip module; pip can
+    # still install virtualenv, which makes the same kind of environment.
+    rm -rf "$VENV"
+    echo "python -m venv is unavailable here; using virtualenv instead"
+    "$PYTHON" -m pip install -q --user virtualenv
+    "$PYTHON" -m virtualenv -q "$VENV"
+  fi
 fi
 
 # Reinstall only when the dependency files changed since the last install.
