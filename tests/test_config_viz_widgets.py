@@ -95,3 +95,18 @@ def test_plot_history_survives_an_empty_history():
     ax = viz.plot_history({})
     assert len(ax.lines) == 0 and "no epochs" in ax.texts[0].get_text()
     plt.close("all")
+
+
+def test_strategy_and_precision_fall_back_on_a_cpu():
+    import keras
+    import tensorflow as tf
+
+    strategy = config.distribution_strategy()
+    if len(tf.config.list_logical_devices("GPU")) < 2:
+        assert strategy.num_replicas_in_sync == 1
+    try:
+        expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+        assert config.use_mixed_precision(True) == expected
+        assert keras.mixed_precision.global_policy().name == expected
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
