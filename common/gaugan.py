@@ -20,7 +20,7 @@ import tensorflow as tf
 import keras
 from keras import ops
 
-from .layers import SPADEResBlock
+from .layers import InstanceNormalization, SPADEResBlock
 from .losses import (VGG_LOSS_WEIGHTS, feature_matching_loss, hinge_d_loss, hinge_g_loss,
                      kl_divergence, perceptual_loss)
 from .style import STYLE_LAYERS, vgg_feature_extractor, vgg_preprocess
@@ -144,8 +144,7 @@ def build_gaugan_generator(image_size: int = 256, n_classes: int = FACADES_CLASS
 
 
 def _instance_norm(name):
-    # Instance normalisation is group normalisation with one group per channel.
-    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+    return InstanceNormalization(epsilon=1e-5, name=name)
 
 
 def build_gaugan_encoder(image_size: int = 256, z_dim: int = 256, base_filters: int = 64,
