@@ -55,13 +55,9 @@ def _init():
 # --------------------------------------------------------------------------------------------
 # Building blocks
 
-def downsample_block(filters: int, kernel: int = 4, strides: int = 2, norm: bool = True,
-                     activation: bool = True, dropout: bool = False, name: str | None = None):
-    """Conv2D (``kernel``, ``strides``, 'same', no bias, weights ~ N(0, 0.02)) -> instance
-    norm -> LeakyReLU(0.2) -> Dropout(0.5), each stage optional. With stride 2 the height
-    and width halve. Returned as a ``keras.Sequential`` so a summary shows it as one row."""
-    stages = [layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                            kernel_initializer=_init())]
+def _block(stages, norm, activation, dropout, name):
+    """Append the optional instance norm -> LeakyReLU(0.2) -> Dropout(0.5) tail shared by the
+    down- and up-sampling blocks."""
     if norm:
         stages.append(InstanceNormalization())
     if activation:
@@ -69,6 +65,16 @@ def downsample_block(filters: int, kernel: int = 4, strides: int = 2, norm: bool
     if dropout:
         stages.append(layers.Dropout(0.5))
     return keras.Sequential(stages, name=name)
+
+
+def downsample_block(filters: int, kernel: int = 4, strides: int = 2, norm: bool = True,
+                     activation: bool = True, dropout: bool = False, name: str | None = None):
+    """Conv2D (``kernel``, ``strides``, 'same', no bias, weights ~ N(0, 0.02)) -> instance
+    norm -> LeakyReLU(0.2) -> Dropout(0.5), each stage optional. With stride 2 the height
+    and width halve. Returned as a ``keras.Sequential`` so a summary shows it as one row."""
+    stages = [layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                            kernel_initializer=_init())]
+    return _block(stages, norm, activation, dropout, name)
 
 
 def upsample_block(filters: int, kernel: int = 4, norm: bool = True, activation: bool = True,
@@ -79,13 +85,7 @@ def upsample_block(filters: int, kernel: int = 4, norm: bool = True, activation:
     stages = [layers.UpSampling2D(2),
               layers.Conv2D(filters, kernel, strides=1, padding="same", use_bias=False,
                             kernel_initializer=_init())]
-    if norm:
-        stages.append(InstanceNormalization())
-    if activation:
-        stages.append(layers.LeakyReLU(negative_slope=0.2))
-    if dropout:
-        stages.append(layers.Dropout(0.5))
-    return keras.Sequential(stages, name=name)
+    return _block(stages, norm, activation, dropout, name)
 
 
 # --------------------------------------------------------------------------------------------
