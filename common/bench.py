@@ -44,7 +44,7 @@ def register(name: str, description: str, batch_size: int):
 @register("pixelcnn", "PixelCNN (book Ch. 1, 389,249 params) on binarised 28x28x1", batch_size=64)
 def _pixelcnn(batch_size: int):
     import keras
-    from .models import build_pixelcnn
+    from common.ch01 import build_pixelcnn
 
     rng = np.random.default_rng(0)
     x = (rng.random((batch_size, 28, 28, 1)) > 0.8).astype("float32")
@@ -58,8 +58,8 @@ def _pixelcnn(batch_size: int):
           "update on 28x28x1", batch_size=64)
 def _dcgan(batch_size: int):
     import keras
-    from .gan_models import build_dcgan_discriminator, build_dcgan_generator
-    from .training import GAN
+    from common.ch03 import build_dcgan_discriminator, build_dcgan_generator
+    from common.ch03 import GAN
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (batch_size, 28, 28, 1)).astype("float32")
@@ -74,8 +74,8 @@ def _dcgan(batch_size: int):
           batch_size=320)
 def _wgan_gp(batch_size: int):
     import keras
-    from .gan_models import build_wgan_critic, build_wgan_generator
-    from .training import WGAN
+    from common.ch03 import build_wgan_critic, build_wgan_generator
+    from common.ch03 import WGAN
 
     if batch_size % 5:
         raise ValueError("the WGAN-GP batch holds 5 critic minibatches: use a multiple of 5")
@@ -151,7 +151,7 @@ def _translation_pair(batch_size: int, side: int):
 
 
 def _pix2pix_entry(batch_size: int, side: int, base_filters: int):
-    from .translation import Pix2Pix, patchgan_discriminator, unet_generator
+    from common.ch04 import Pix2Pix, patchgan_discriminator, unet_generator
 
     shape = (side, side, 3)
     model = Pix2Pix(unet_generator(shape, base_filters),
@@ -174,7 +174,7 @@ def _pix2pix_smoke(batch_size: int):
 @register("cyclegan", "CycleGAN train step (book Ch. 4: two U-Nets + two 2,765,569-param "
           "PatchGANs), both D and both G updated at 256x256", batch_size=1)
 def _cyclegan(batch_size: int):
-    from .translation import CycleGAN, patchgan_discriminator, unet_generator
+    from common.ch04 import CycleGAN, patchgan_discriminator, unet_generator
 
     def d():
         return patchgan_discriminator(conditional=False, sigmoid=False)
@@ -188,7 +188,7 @@ def _cyclegan(batch_size: int):
 @register("adain", "AdaIN style-transfer train step (book Ch. 5: frozen VGG19 encoder, "
           "3,505,219-param decoder) on 256x256 content/style pairs", batch_size=8)
 def _adain(batch_size: int):
-    from .style import AdaINStyleTransfer
+    from common.ch05 import AdaINStyleTransfer
 
     rng = np.random.default_rng(0)
     content = rng.random((batch_size, 256, 256, 3), dtype=np.float32)
@@ -200,7 +200,7 @@ def _adain(batch_size: int):
 @register("gaugan", "GauGAN train step (book Ch. 6: SPADE generator, 2-scale PatchGAN, "
           "encoder, VGG loss) on 256x256 facades-size one-hot maps with 12 classes", batch_size=4)
 def _gaugan(batch_size: int):
-    from .gaugan import GauGAN, MultiScaleDiscriminator, build_gaugan_encoder, build_gaugan_generator
+    from common.ch06 import GauGAN, MultiScaleDiscriminator, build_gaugan_encoder, build_gaugan_generator
 
     rng = np.random.default_rng(0)
     seg = np.eye(12, dtype=np.float32)[rng.integers(0, 12, (batch_size, 256, 256))]
@@ -216,7 +216,7 @@ def _gaugan(batch_size: int):
           "widths capped at 128, ProGAN critic), WGAN-GP + drift, style mixing, at 32x32",
           batch_size=16)
 def _stylegan(batch_size: int):
-    from .highres import ProgressiveGAN, build_stylegan
+    from common.ch07 import ProgressiveGAN, build_stylegan
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (batch_size, 32, 32, 3)).astype("float32")
@@ -230,8 +230,7 @@ def _stylegan(batch_size: int):
           "spectral norm everywhere), one D and one G hinge update on 32x32 CIFAR-size images",
           batch_size=32)
 def _sagan(batch_size: int):
-    from .attention_gans import (ConditionalHingeGAN, build_sagan_discriminator,
-                                 build_sagan_generator)
+    from common.ch08 import ConditionalHingeGAN, build_sagan_discriminator, build_sagan_generator
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (batch_size, 32, 32, 3)).astype("float32")

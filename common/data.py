@@ -29,6 +29,10 @@ __all__ = [
     "load_mnist_binary",
     "load_celeba_images",
     "load_digits_binary",
+    "sample_image",
+    "celeba_faces",
+    "CIFAR10_CLASSES",
+    "cifar10_dataset",
 ]
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -527,3 +531,60 @@ def load_unpaired(name: str = "cycle_gan/horse2zebra", domain: str = "A", split:
 
 __all__ += ["PAIRED_ARCHIVES", "paired_archive_dir", "decode_pair", "random_jitter_pair",
             "to_signed_unit", "load_paired_archive", "load_unpaired"]
+
+
+def sample_image(name: str, size: int | None = None) -> np.ndarray:
+    """A photo that ships with scikit-image (``'astronaut'``, ``'coffee'``, ``'chelsea'``,
+    ``'rocket'``, ``'immunohistochemistry'``...) as float32 RGB in [0, 1], centre-cropped to a
+    square and resized to ``size`` x ``size`` when ``size`` is given. Offline content and style
+    images for the notebooks and tests."""
+    from skimage import data as skdata
+    from skimage.color import gray2rgb
+    from skimage.transform import resize
+
+    image = getattr(skdata, name)()
+    if image.ndim == 2:
+        image = gray2rgb(image)
+    image = image[..., :3].astype(np.float32)
+    if image.max() > 1.0:
+        image /= 255.0
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    image = image[top:top + side, left:left + side]
+    if size is not None:
+        image = resize(image, (size, size), anti_aliasing=True).astype(np.float32)
+    return np.clip(image, 0.0, 1.0)
+
+
+def celeba_faces(target_res: int = 64, split: str = "train", smoke_examples: int = 64,
+                 shuffle: int = 10_000, data_dir=None) -> tf.data.Dataset:
+    """CelebA faces cropped to 140x140 at offset (39, 19), resized (area) to ``target_res``,
+    scaled to [-1, 1], cached and shuffled (unbatched)."""
+    ds, _ = load("celeb_a", split, smoke_examples=smoke_examples, data_dir=data_dir)
+
+    def prepare(example):
+        face = tf.image.crop_to_bounding_box(example["image"], 39, 19, 140, 140)
+        face = tf.image.resize(tf.cast(face, tf.float32), (target_res, target_res),
+                               method="area")
+        return face / 127.5 - 1.0
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    return ds.shuffle(shuffle) if shuffle else ds
+
+
+#: CIFAR-10 class names in label order.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+
+
+def cifar10_dataset(batch_size: int = 32, split: str = "train", shuffle: int = 10_000,
+                    smoke_examples: int = 64, data_dir=None) -> tf.data.Dataset:
+    """CIFAR-10 ``(images in [-1, 1], int32 labels)`` batches, shuffled, repeated."""
+    ds, _ = load("cifar10", split, as_supervised=True, smoke_examples=smoke_examples,
+                 data_dir=data_dir)
+    ds = ds.map(lambda x, y: ((tf.cast(x, tf.float32) - 127.5) / 127.5, tf.cast(y, tf.int32)),
+                num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if shuffle:
+        ds = ds.shuffle(shuffle)
+    return ds.repeat().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

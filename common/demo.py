@@ -39,8 +39,8 @@ def main(argv=None) -> dict:
 
     import keras
     from .data import load_digits_binary
-    from .models import build_pixelcnn
-    from .sampling import pixelcnn_sample
+    from common.ch01 import build_pixelcnn
+    from common.ch01 import pixelcnn_sample
     import matplotlib
 
     matplotlib.use("Agg")

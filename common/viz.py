@@ -8,7 +8,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 __all__ = ["to_unit_range", "grid_array", "image_grid", "save_grid", "to_png_bytes",
-           "plot_history", "plot_mask"]
+           "plot_history", "plot_mask", "translation_grid"]
 
 
 def _as_numpy(images) -> np.ndarray:
@@ -157,3 +157,26 @@ def plot_mask(mask, ax=None, title: str | None = None):
     if title:
         ax.set_title(title)
     return ax
+
+
+def translation_grid(columns, titles=None, scale: float = 2.2, suptitle: str | None = None):
+    """Show rows of ``[input, target, output, ...]``: ``columns`` is a list of image batches
+    ``(N, H, W, C)`` in [-1, 1] (one per column, same N), mapped to [0, 1] for display.
+    Returns the matplotlib figure."""
+    columns = [np.clip((np.asarray(c, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0) for c in columns]
+    rows, cols = len(columns[0]), len(columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(scale * cols, scale * rows), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            img = columns[c][r]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img,
+                      cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if titles is not None and r == 0:
+                ax.set_title(str(titles[c]), fontsize=10)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 
-from .probability import conditional_face
+from common.ch01 import conditional_face
 from .viz import to_png_bytes
 
 __all__ = ["ConditionalFaceExplorer", "StepBrowser", "conditional_face_explorer", "step_browser"]
@@ -416,7 +416,7 @@ class GauGANExplorer(widgets.VBox):
     class. Shows the (repainted) map beside the generated image; ``.current`` is the image."""
 
     def __init__(self, generator, segmap, class_names=None, palette=None, z_dim=None, scale: int = 2):
-        from .gaugan import colorize
+        from common.ch06 import colorize
 
         self._colorize = colorize
         self.generator, self.palette, self.scale = generator, palette, scale
@@ -626,7 +626,7 @@ class StyleMixer(widgets.VBox):
         self.update()
 
     def update(self) -> None:
-        from .highres import truncate
+        from common.ch07 import truncate
 
         g = self.generator
         z = np.concatenate([_seed_z(self.seed_a.value, 1, g.z_dim),
@@ -759,7 +759,7 @@ class TruncatedClassSampler(widgets.VBox):
         self.update()
 
     def update(self) -> None:
-        from .attention_gans import truncated_z
+        from common.ch08 import truncated_z
 
         z = truncated_z((self.n.value, self.generator.z_dim), self.threshold.value,
                         seed=self.seed.value)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from common import config, probability, viz, widgets
+from common import config, viz, widgets, ch01
 
 
 def test_hparams_follow_the_mode(monkeypatch):
@@ -44,21 +44,21 @@ def faces():
 
 def test_conditional_face_mean_median_and_counts(faces):
     images, attributes = faces
-    face, count = probability.conditional_face(images, attributes, {})
+    face, count = ch01.conditional_face(images, attributes, {})
     assert count == 30
     np.testing.assert_array_equal(face, np.rint(images.mean(0)).astype(np.uint8))
-    face, count = probability.conditional_face(images, attributes, {"Male": True, "Smiling": True})
+    face, count = ch01.conditional_face(images, attributes, {"Male": True, "Smiling": True})
     idx = np.arange(30)[(np.arange(30) % 6) == 0]
     assert count == len(idx) == 5
     np.testing.assert_array_equal(face, np.rint(images[idx].mean(0)).astype(np.uint8))
-    face, _ = probability.conditional_face(images, attributes, {"Male": False}, stat="median")
+    face, _ = ch01.conditional_face(images, attributes, {"Male": False}, stat="median")
     np.testing.assert_array_equal(face, np.rint(np.median(images[1::2], 0)).astype(np.uint8))
-    assert probability.conditional_face(images, attributes, {"Bald": True}) == (None, 0)
+    assert ch01.conditional_face(images, attributes, {"Bald": True}) == (None, 0)
 
 
 def test_pixelwise_random_sample_copies_pixels(faces):
     images, _ = faces
-    out = probability.pixelwise_random_sample(images, rng=1)
+    out = ch01.pixelwise_random_sample(images, rng=1)
     assert out.shape == images.shape[1:]
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from common import face as F
+from common import ch09
 
 PHOTOS = ["grace_hopper", "astronaut"]
 # HOG (upsample 1) boxes measured with dlib 20.0.1 (spec ch09 §5.2), (left, top, right, bottom).
@@ -20,22 +20,22 @@ def located():
     """Best detection and 68 landmarks on each photo (the predictor is loaded once)."""
     out = {}
     for name in PHOTOS:
-        img = F.sample_photo(name)
-        det, landmarks = F.locate_face(img)
+        img = ch09.sample_photo(name)
+        det, landmarks = ch09.locate_face(img)
         out[name] = (img, det, landmarks)
     return out
 
 
 @pytest.fixture(scope="module")
 def clips():
-    return {name: F.make_synthetic_clip(F.sample_face(name), n_frames=16)[0] for name in PHOTOS}
+    return {name: ch09.make_synthetic_clip(ch09.sample_face(name), n_frames=16)[0] for name in PHOTOS}
 
 
 # ----------------------------------------------------------------------------- import
 
 
 def test_import_needs_neither_face_recognition_nor_pkg_resources():
-    code = ("import sys; sys.modules['pkg_resources'] = None; import common.face as f; "
+    code = ("import sys; sys.modules['pkg_resources'] = None; import common.ch09 as f; "
             "f.model_paths(); assert 'face_recognition' not in sys.modules; "
             "assert 'face_recognition_models' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -47,15 +47,15 @@ def test_import_needs_neither_face_recognition_nor_pkg_resources():
 @pytest.mark.parametrize("name", PHOTOS)
 def test_hog_detection_matches_the_measured_box(located, name):
     img, det, _ = located[name]
-    assert F.iou(det.box, HOG_BOXES[name]) >= 0.8
-    found = F.default_detector().detect(img)
+    assert ch09.iou(det.box, HOG_BOXES[name]) >= 0.8
+    found = ch09.default_detector().detect(img)
     assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
     if name == "grace_hopper":
         assert len(found) == 1
 
 
 def test_detector_rejects_float_and_finds_nothing_in_black():
-    det = F.default_detector()
+    det = ch09.default_detector()
     assert det.detect(np.zeros((200, 200, 3), np.uint8)) == []
     with pytest.raises(ValueError, match="uint8"):
         det.detect(np.zeros((200, 200, 3), np.float32))
@@ -63,34 +63,34 @@ def test_detector_rejects_float_and_finds_nothing_in_black():
 
 def test_box_conversions_round_trip():
     box = (10, 20, 30, 40)
-    assert F.css_to_box(F.box_to_css(box)) == box
-    r = F.box_to_rect(box)
+    assert ch09.css_to_box(ch09.box_to_css(box)) == box
+    r = ch09.box_to_rect(box)
     assert (r.left(), r.top(), r.right(), r.bottom()) == box
     img = np.arange(50 * 60).reshape(50, 60)
-    assert F.crop_box(img, (-5, -5, 10, 10), pad=3).shape == (13, 13)  # clamped, no wrap-around
+    assert ch09.crop_box(img, (-5, -5, 10, 10), pad=3).shape == (13, 13)  # clamped, no wrap-around
 
 
 def test_no_face_raises_one_clear_error():
-    with pytest.raises(F.NoFaceError, match="no face"):
-        F.extract_face(np.full((200, 200, 3), 128, np.uint8))
+    with pytest.raises(ch09.NoFaceError, match="no face"):
+        ch09.extract_face(np.full((200, 200, 3), 128, np.uint8))
 
 
 def test_unreadable_files_raise_one_clear_error(tmp_path):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"this is not an image")
     for bad in (junk, tmp_path / "missing.png"):
-        with pytest.raises(F.UnreadableFileError, match="cannot read"):
-            F.read_image(bad)
+        with pytest.raises(ch09.UnreadableFileError, match="cannot read"):
+            ch09.read_image(bad)
     video = tmp_path / "junk.mp4"
     video.write_bytes(b"this is not a video either")
     for bad in (video, tmp_path / "missing.mp4"):
         with pytest.raises(FileNotFoundError, match="cannot read"):
-            F.read_frames(bad)
+            ch09.read_frames(bad)
     empty = tmp_path / "empty.avi"  # a valid container holding no frame
     writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64))
     writer.release()
-    with pytest.raises(F.EmptyVideoError, match="no frame"):
-        F.read_frames(empty)
+    with pytest.raises(ch09.EmptyVideoError, match="no frame"):
+        ch09.read_frames(empty)
 
 
 # ----------------------------------------------------------------------------- landmarks + alignment
@@ -111,10 +111,10 @@ def test_68_landmarks_inside_the_face_box(located, name):
 
 
 def test_mean_face_template_facts():
-    assert F.MEAN_FACE.shape == (51, 2)
-    assert np.allclose(F.MEAN_FACE.min(0), (0.000213, 0.018748), atol=1e-6)
-    assert np.allclose(F.MEAN_FACE.max(0), (0.980040, 0.909281), atol=1e-6)
-    assert np.allclose(F.MEAN_FACE.mean(0), (0.490127, 0.464424), atol=1e-6)
+    assert ch09.MEAN_FACE.shape == (51, 2)
+    assert np.allclose(ch09.MEAN_FACE.min(0), (0.000213, 0.018748), atol=1e-6)
+    assert np.allclose(ch09.MEAN_FACE.max(0), (0.980040, 0.909281), atol=1e-6)
+    assert np.allclose(ch09.MEAN_FACE.mean(0), (0.490127, 0.464424), atol=1e-6)
 
 
 def test_umeyama_recovers_a_random_similarity(rng):
@@ -124,29 +124,29 @@ def test_umeyama_recovers_a_random_similarity(rng):
         R = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         t = rng.uniform(-100, 100, 2)
         dst = scale * src @ R.T + t
-        T = F.umeyama(src, dst)
+        T = ch09.umeyama(src, dst)
         assert np.allclose(T[:2, :2], scale * R, atol=1e-9) and np.allclose(T[:2, 2], t, atol=1e-9)
     # a mirrored point set still gives a proper rotation, never a reflection
-    assert np.linalg.det(F.umeyama(src, src * [-1, 1])[:2, :2]) > 0
+    assert np.linalg.det(ch09.umeyama(src, src * [-1, 1])[:2, :2]) > 0
     with pytest.raises(ValueError):
-        F.umeyama(np.ones((5, 2)), np.zeros((5, 2)))
+        ch09.umeyama(np.ones((5, 2)), np.zeros((5, 2)))
 
 
 @pytest.mark.parametrize("name", PHOTOS)
 def test_alignment_maps_landmarks_onto_the_template(located, name):
     _, _, landmarks = located[name]
-    M = F.alignment_matrix(landmarks)
+    M = ch09.alignment_matrix(landmarks)
     mapped = landmarks[17:] @ M[:, :2].T + M[:, 2]
     assert mapped.min() >= -0.1 and mapped.max() <= 1.1
-    assert np.sqrt(((mapped - F.MEAN_FACE) ** 2).sum(1).mean()) <= 0.05
+    assert np.sqrt(((mapped - ch09.MEAN_FACE) ** 2).sum(1).mean()) <= 0.05
     # same matrix as OpenCV's partial-affine (similarity) fit
-    cv_M, _ = cv2.estimateAffinePartial2D(landmarks[17:], F.MEAN_FACE)
+    cv_M, _ = cv2.estimateAffinePartial2D(landmarks[17:], ch09.MEAN_FACE)
     assert np.allclose(cv_M, M, atol=1e-6)
     # in the 256-px canvas, eye centres and mouth centre land within 6 px of the template's
-    geo = F.FaceGeometry()
+    geo = ch09.FaceGeometry()
     C = geo.canvas_matrix(M)
     on_canvas = landmarks @ C[:, :2].T + C[:, 2]
-    template = F.MEAN_FACE * (geo.canvas - 2 * geo.padding) + geo.padding
+    template = ch09.MEAN_FACE * (geo.canvas - 2 * geo.padding) + geo.padding
     for idx in (range(36, 42), range(42, 48), range(48, 68)):
         got = on_canvas[list(idx)].mean(0)
         want = template[[i - 17 for i in idx]].mean(0)
@@ -156,24 +156,24 @@ def test_alignment_maps_landmarks_onto_the_template(located, name):
 @pytest.mark.parametrize("name", PHOTOS)
 def test_crop_matrix_round_trip(clips, name):
     frame = clips[name][0]
-    fc = F.extract_face(frame)
+    fc = ch09.extract_face(frame)
     assert fc.canvas.shape == (256, 256, 3) and fc.crop.shape == (64, 64, 3)
-    geo = F.FaceGeometry()
+    geo = ch09.FaceGeometry()
     crop_M = geo.crop_matrix(fc.matrix)
-    inside = F.square_mask(crop_M, frame.shape) > 0.5
-    back = F.warp_back(fc.crop, crop_M, frame.shape).astype(float)
+    inside = ch09.square_mask(crop_M, frame.shape) > 0.5
+    back = ch09.warp_back(fc.crop, crop_M, frame.shape).astype(float)
     err = np.abs(back - frame)[inside].mean()
     shifted = crop_M.copy()
     shifted[:, 2] += 3 * crop_M[:, 0]  # the crop taken 3 image px to the right
     wrong = cv2.warpAffine(frame, shifted, (64, 64), flags=cv2.INTER_AREA)
-    err_shifted = np.abs(F.warp_back(wrong, crop_M, frame.shape).astype(float) - frame)[inside].mean()
+    err_shifted = np.abs(ch09.warp_back(wrong, crop_M, frame.shape).astype(float) - frame)[inside].mean()
     assert err < 10 and err_shifted >= 2 * err
 
 
 def test_synthetic_clip_is_found_and_alignment_stabilises_it(clips):
     for name, frames in clips.items():
         assert frames.shape == (16, 256, 256, 3) and frames.dtype == np.uint8
-        crops = np.stack([F.extract_face(f).crop for f in frames]).astype(float)  # all 16 found
+        crops = np.stack([ch09.extract_face(f).crop for f in frames]).astype(float)  # all 16 found
         aligned = np.abs(np.diff(crops, axis=0)).mean()
         small = np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA) for f in frames])
         raw = np.abs(np.diff(small.astype(float), axis=0)).mean()
@@ -184,17 +184,17 @@ def test_synthetic_clip_is_found_and_alignment_stabilises_it(clips):
 
 
 def test_random_warp_shapes_range_and_identity(clips):
-    canvas = F.extract_face(clips["astronaut"][0]).canvas
-    warped, target = F.random_warp(canvas, np.random.default_rng(1), scale=0.0)
+    canvas = ch09.extract_face(clips["astronaut"][0]).canvas
+    warped, target = ch09.random_warp(canvas, np.random.default_rng(1), scale=0.0)
     assert warped.shape == target.shape == (64, 64, 3) and warped.dtype == np.uint8
     assert np.abs(warped.astype(int) - target).max() <= 1
-    a = F.random_warp(canvas, np.random.default_rng(7))
-    b = F.random_warp(canvas, np.random.default_rng(7))
+    a = ch09.random_warp(canvas, np.random.default_rng(7))
+    b = ch09.random_warp(canvas, np.random.default_rng(7))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert np.abs(a[0].astype(int) - a[1]).mean() > 2  # noise really deforms
-    t = F.random_transform(canvas, np.random.default_rng(3))
+    t = ch09.random_transform(canvas, np.random.default_rng(3))
     assert t.shape == canvas.shape and t.dtype == np.uint8
-    w, tg = next(F.training_batches([canvas], batch_size=2))
+    w, tg = next(ch09.training_batches([canvas], batch_size=2))
     assert w.shape == (2, 64, 64, 3) and w.dtype == np.float32 and 0 <= w.min() and w.max() <= 1
 
 
@@ -203,28 +203,28 @@ def test_random_warp_shapes_range_and_identity(clips):
 
 def test_masks_and_blend(located, rng):
     img, det, landmarks = located["astronaut"]
-    pipe = F.SwapPipeline(model=lambda x: x)
-    crop_M = F.FaceGeometry().crop_matrix(F.alignment_matrix(landmarks))
+    pipe = ch09.SwapPipeline(model=lambda x: x)
+    crop_M = ch09.FaceGeometry().crop_matrix(ch09.alignment_matrix(landmarks))
     masks = pipe.masks(crop_M, landmarks, img.shape)
     assert set(np.unique(masks["hull"])) == {0.0, 1.0}
     assert np.all(masks["combined"] <= masks["square"]) and np.all(masks["combined"] <= masks["hull"])
     assert 0 < masks["combined"].sum() < masks["hull"].sum()
     new = rng.integers(0, 256, img.shape, dtype=np.uint8)
-    assert np.array_equal(F.blend(img, new, np.zeros(img.shape[:2])), img)
-    assert np.array_equal(F.blend(img, new, np.ones(img.shape[:2])), new)
-    soft = F.feather(masks["hull"])
+    assert np.array_equal(ch09.blend(img, new, np.zeros(img.shape[:2])), img)
+    assert np.array_equal(ch09.blend(img, new, np.ones(img.shape[:2])), new)
+    soft = ch09.feather(masks["hull"])
     assert 0 <= soft.min() and soft.max() <= 1 and 0 < soft.sum() < masks["hull"].sum()
 
 
 def test_swap_pipeline_keeps_frames_and_counts_faces(clips, tmp_path):
     frames = clips["astronaut"][:4]
-    pipe = F.SwapPipeline(model=lambda x: 1.0 - x)  # a visible stand-in for a decoder
+    pipe = ch09.SwapPipeline(model=lambda x: 1.0 - x)  # a visible stand-in for a decoder
     results = pipe.run(list(frames) + [np.zeros_like(frames[0])])
     assert (pipe.found, pipe.missed) == (4, 1)
     assert all(r.frame.shape == frames[0].shape and r.frame.dtype == np.uint8 for r in results)
     assert not np.array_equal(results[0].frame, frames[0]) and not results[-1].frame.any()
-    path = F.write_video(tmp_path / "swap.mp4", [r.frame for r in results])
-    assert len(list(F.read_frames(path))) == 5
+    path = ch09.write_video(tmp_path / "swap.mp4", [r.frame for r in results])
+    assert len(list(ch09.read_frames(path))) == 5
 
 
 # ----------------------------------------------------------------------------- video
@@ -232,34 +232,34 @@ def test_swap_pipeline_keeps_frames_and_counts_faces(clips, tmp_path):
 
 def test_video_round_trip(clips, tmp_path):
     frames = clips["grace_hopper"][:12]
-    path = F.write_video(tmp_path / "clip.mp4", frames, fps=25)
+    path = ch09.write_video(tmp_path / "clip.mp4", frames, fps=25)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # no temp file left
-    info = F.video_info(path)
+    info = ch09.video_info(path)
     assert (info["count"], info["width"], info["height"]) == (12, 256, 256)
-    back = np.stack(list(F.read_frames(path)))
+    back = np.stack(list(ch09.read_frames(path)))
     assert back.shape == (12, 256, 256, 3)
     assert np.abs(back.astype(float) - frames).mean() < 8
-    assert len(list(F.read_frames(path, every=3))) == 4
-    assert len(list(F.read_frames(path, max_frames=5))) == 5
+    assert len(list(ch09.read_frames(path, every=3))) == 4
+    assert len(list(ch09.read_frames(path, max_frames=5))) == 5
     # float frames in [0, 1] and odd sizes (cropped to even) are accepted
-    odd = F.write_video(tmp_path / "odd.mp4", frames[:3, :255, :253] / 255.0)
-    assert (F.video_info(odd)["width"], F.video_info(odd)["height"]) == (252, 254)
+    odd = ch09.write_video(tmp_path / "odd.mp4", frames[:3, :255, :253] / 255.0)
+    assert (ch09.video_info(odd)["width"], ch09.video_info(odd)["height"]) == (252, 254)
 
 
 def test_write_video_fails_cleanly(clips, tmp_path):
     frames = list(clips["grace_hopper"][:3]) + [np.zeros((100, 100, 3), np.uint8)]
     with pytest.raises(ValueError, match="size"):
-        F.write_video(tmp_path / "bad.mp4", frames)
+        ch09.write_video(tmp_path / "bad.mp4", frames)
     with pytest.raises(ValueError, match="no frames"):
-        F.write_video(tmp_path / "empty.mp4", [])
+        ch09.write_video(tmp_path / "empty.mp4", [])
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
 
 
 def test_save_and_load_frames(clips, tmp_path):
     frames = clips["astronaut"][:3]
-    paths = F.save_frames(frames, tmp_path / "frames")
+    paths = ch09.save_frames(frames, tmp_path / "frames")
     assert [p.rsplit("/", 1)[1] for p in paths] == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
-    assert np.array_equal(F.load_frames(tmp_path / "frames"), frames)
+    assert np.array_equal(ch09.load_frames(tmp_path / "frames"), frames)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -269,7 +269,7 @@ def test_pixel_shuffle_matches_its_definition(rng):
     import keras
     import tensorflow as tf
 
-    from common.layers import PixelShuffle
+    from common.ch09 import PixelShuffle
 
     x = rng.normal(size=(2, 3, 5, 8)).astype(np.float32)
     y = np.asarray(PixelShuffle(2)(x))
@@ -288,7 +288,7 @@ def test_pixel_shuffle_matches_its_definition(rng):
 
 
 def test_deepfake_parameter_counts():
-    from common.models import build_deepfake_decoder, build_deepfake_encoder
+    from common.ch09 import build_deepfake_decoder, build_deepfake_encoder
 
     enc, dec = build_deepfake_encoder(), build_deepfake_decoder()
     assert enc.count_params() == 55_505_664 and enc.output_shape == (None, 8, 8, 512)
@@ -325,9 +325,9 @@ def test_frame_scrubber_rerenders_on_slider_and_controls():
 
 
 def test_extract_faces_counts_images_without_faces():
-    images = F.identity_images("sample_photos", "grace_hopper", max_images=3)
+    images = ch09.identity_images("sample_photos", "grace_hopper", max_images=3)
     assert len(images) == 3 and images[0].shape == (256, 256, 3)
-    canvases, counts = F.extract_faces(images + [np.zeros((120, 120, 3), np.uint8)])
+    canvases, counts = ch09.extract_faces(images + [np.zeros((120, 120, 3), np.uint8)])
     assert counts == {"kept": 3, "no face": 1, "several faces": 0}
     assert all(c.shape == (256, 256, 3) for c in canvases)
 
@@ -335,11 +335,11 @@ def test_extract_faces_counts_images_without_faces():
 def test_deepfake_smoke_training_lowers_both_losses(clips):
     import tensorflow as tf
 
-    from common.models import DeepFake
+    from common.ch09 import DeepFake
 
-    canvases = {n: np.stack(F.extract_faces(clips[n][:8])[0]) for n in PHOTOS}
-    gen_a = F.training_batches(canvases["astronaut"], 8, seed=0)
-    gen_b = F.training_batches(canvases["grace_hopper"], 8, seed=1)
+    canvases = {n: np.stack(ch09.extract_faces(clips[n][:8])[0]) for n in PHOTOS}
+    gen_a = ch09.training_batches(canvases["astronaut"], 8, seed=0)
+    gen_b = ch09.training_batches(canvases["grace_hopper"], 8, seed=1)
     spec = tf.TensorSpec((8, 64, 64, 3), tf.float32)
     ds = tf.data.Dataset.from_generator(lambda: zip(gen_a, gen_b),
                                         output_signature=((spec, spec), (spec, spec)))
@@ -364,10 +364,10 @@ def test_deepfake_smoke_training_lowers_both_losses(clips):
 
 def test_colour_matching_and_seamless_hide_a_tinted_face(clips):
     frame = clips["astronaut"][0]
-    fc = F.extract_face(frame)
-    crop_M = F.FaceGeometry().crop_matrix(fc.matrix)
+    fc = ch09.extract_face(frame)
+    crop_M = ch09.FaceGeometry().crop_matrix(fc.matrix)
     tinted = np.clip(fc.crop * np.array([1.25, 0.9, 0.8]), 0, 255).astype(np.uint8)
-    pipe = F.SwapPipeline(model=lambda x: x)
+    pipe = ch09.SwapPipeline(model=lambda x: x)
     inside = pipe.masks(crop_M, fc.landmarks, frame.shape)["combined"] > 0.5
 
     def error(**kw):

@@ -13,7 +13,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from common import data, gan_models, losses, training, widgets
+from common import data, widgets, callbacks, ch02, ch03
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,16 +26,16 @@ def _counts(model):
 # ------------------------------------------------------------------ parameter counts (spec §5, §7)
 
 @pytest.mark.parametrize("build, expected", [
-    (lambda: gan_models.build_dcgan_generator(), (4_111_361, 4_060_673, 50_688)),
-    (lambda: gan_models.build_dcgan_discriminator(), (22_337, 22_145, 192)),
-    (lambda: gan_models.build_wgan_generator(), (5_190_657, 5_173_505, 17_152)),
-    (lambda: gan_models.build_wgan_critic(), (4_111_361, 4_109_825, 1_536)),
-    (lambda: gan_models.build_wgan_critic(norm=None, use_bias=False), (4_107_393, 4_107_393, 0)),
-    (lambda: gan_models.build_wgan_generator(64, 3), (5_397_379, 5_380_099, 17_280)),
-    (lambda: gan_models.build_wgan_critic(64, 3, norm="layer", use_bias=False),
+    (lambda: ch03.build_dcgan_generator(), (4_111_361, 4_060_673, 50_688)),
+    (lambda: ch03.build_dcgan_discriminator(), (22_337, 22_145, 192)),
+    (lambda: ch03.build_wgan_generator(), (5_190_657, 5_173_505, 17_152)),
+    (lambda: ch03.build_wgan_critic(), (4_111_361, 4_109_825, 1_536)),
+    (lambda: ch03.build_wgan_critic(norm=None, use_bias=False), (4_107_393, 4_107_393, 0)),
+    (lambda: ch03.build_wgan_generator(64, 3), (5_397_379, 5_380_099, 17_280)),
+    (lambda: ch03.build_wgan_critic(64, 3, norm="layer", use_bias=False),
      (4_315_585, 4_315_585, 0)),
-    (lambda: gan_models.build_mlp_generator(), (30_352, 30_352, 0)),
-    (lambda: gan_models.build_mlp_discriminator(), (10_701, 10_701, 0)),
+    (lambda: ch03.build_mlp_generator(), (30_352, 30_352, 0)),
+    (lambda: ch03.build_mlp_discriminator(), (10_701, 10_701, 0)),
 ], ids=["dcgan_G", "dcgan_D", "wgan_G", "wgan_critic", "wgan_gp_critic", "celeba_G",
         "celeba_critic", "mlp_G", "mlp_D"])
 def test_parameter_counts_match_the_book(build, expected):
@@ -43,7 +43,7 @@ def test_parameter_counts_match_the_book(build, expected):
 
 
 def test_dcgan_output_shapes_and_ranges():
-    g, d = gan_models.build_dcgan_generator(width=16), gan_models.build_dcgan_discriminator()
+    g, d = ch03.build_dcgan_generator(width=16), ch03.build_dcgan_discriminator()
     images = g(np.random.default_rng(0).normal(size=(3, 100)).astype("float32") * 50)
     assert images.shape == (3, 28, 28, 1)
     assert float(tf.reduce_max(tf.abs(images))) <= 1.0
@@ -52,7 +52,7 @@ def test_dcgan_output_shapes_and_ranges():
 
 
 def test_wgan_gp_critic_has_no_batch_norm_or_conv_bias_and_a_linear_output():
-    critic = gan_models.build_wgan_critic(width=32, norm=None, use_bias=False)
+    critic = ch03.build_wgan_critic(width=32, norm=None, use_bias=False)
     assert not any(isinstance(l, keras.layers.BatchNormalization) for l in critic.layers)
     assert all(not l.use_bias for l in critic.layers if isinstance(l, keras.layers.Conv2D))
     dense = critic.layers[-1]
@@ -63,7 +63,7 @@ def test_wgan_gp_critic_has_no_batch_norm_or_conv_bias_and_a_linear_output():
 
 
 def test_celeba_critic_normalises_each_sample_over_hwc():
-    critic = gan_models.build_wgan_critic(64, 3, width=64, norm="layer", use_bias=False)
+    critic = ch03.build_wgan_critic(64, 3, width=64, norm="layer", use_bias=False)
     norm = next(l for l in critic.layers if isinstance(l, keras.layers.GroupNormalization))
     probe = keras.Model(critic.input, norm.output)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
@@ -76,33 +76,33 @@ def test_celeba_critic_normalises_each_sample_over_hwc():
 
 def test_bce_and_wasserstein_losses_follow_their_definitions():
     y = np.array([[0.5], [-2.0], [3.0]], "float32")
-    assert float(losses.wasserstein_loss(np.ones_like(y), y)) == pytest.approx(-y.mean())
-    assert float(losses.wasserstein_loss(-np.ones_like(y), y)) == pytest.approx(y.mean())
-    assert float(losses.critic_loss_wasserstein(y, 2 * y)) == pytest.approx(y.mean())
-    assert float(losses.generator_loss_wasserstein(y)) == pytest.approx(-y.mean())
+    assert float(ch03.wasserstein_loss(np.ones_like(y), y)) == pytest.approx(-y.mean())
+    assert float(ch03.wasserstein_loss(-np.ones_like(y), y)) == pytest.approx(y.mean())
+    assert float(ch03.critic_loss_wasserstein(y, 2 * y)) == pytest.approx(y.mean())
+    assert float(ch03.generator_loss_wasserstein(y)) == pytest.approx(-y.mean())
     d_real, d_fake = np.array([[0.8]], "float32"), np.array([[0.3]], "float32")
     expected = 0.5 * (-np.log(0.8) - np.log(0.7))
-    assert float(losses.discriminator_loss_bce(d_real, d_fake)) == pytest.approx(expected, rel=1e-4)
-    assert float(losses.generator_loss_bce(d_fake)) == pytest.approx(-np.log(0.3), rel=1e-4)
+    assert float(ch03.discriminator_loss_bce(d_real, d_fake)) == pytest.approx(expected, rel=1e-4)
+    assert float(ch03.generator_loss_bce(d_fake)) == pytest.approx(-np.log(0.3), rel=1e-4)
     logits = np.array([[2.0]], "float32")
-    assert float(losses.generator_loss_bce(logits, from_logits=True)) == pytest.approx(
+    assert float(ch03.generator_loss_bce(logits, from_logits=True)) == pytest.approx(
         np.log1p(np.exp(-2.0)), rel=1e-4)
 
 
 def test_one_sided_label_smoothing_penalises_perfect_confidence():
     perfect_real, perfect_fake = np.ones((4, 1), "float32"), np.zeros((4, 1), "float32")
-    assert float(losses.discriminator_loss_bce(perfect_real, perfect_fake)) < 1e-5
-    assert float(losses.discriminator_loss_bce(perfect_real, perfect_fake, real_label=0.9)) > 0.1
+    assert float(ch03.discriminator_loss_bce(perfect_real, perfect_fake)) < 1e-5
+    assert float(ch03.discriminator_loss_bce(perfect_real, perfect_fake, real_label=0.9)) > 0.1
 
 
 def test_kl_divergence_worked_values_and_reductions():
-    assert float(losses.kl_divergence(np.zeros((2, 3)), np.zeros((2, 3)))) == pytest.approx(0.0)
+    assert float(ch02.kl_divergence(np.zeros((2, 3)), np.zeros((2, 3)))) == pytest.approx(0.0)
     mean = np.array([[1.0, 0.0]], "float32")
-    assert float(losses.kl_divergence(mean, np.zeros_like(mean))) == pytest.approx(0.25)
-    assert float(losses.kl_divergence(mean, np.zeros_like(mean), reduction="sum")) == pytest.approx(0.5)
+    assert float(ch02.kl_divergence(mean, np.zeros_like(mean))) == pytest.approx(0.25)
+    assert float(ch02.kl_divergence(mean, np.zeros_like(mean), reduction="sum")) == pytest.approx(0.5)
     logvar = np.array([[np.log(4.0)]], "float32")
     expected = -0.5 * (1 + np.log(4.0) - 0.0 - 4.0)
-    assert float(losses.kl_divergence(np.zeros_like(logvar), logvar)) == pytest.approx(expected, rel=1e-5)
+    assert float(ch02.kl_divergence(np.zeros_like(logvar), logvar)) == pytest.approx(expected, rel=1e-5)
 
 
 # ------------------------------------------------------------------ gradient penalty
@@ -121,7 +121,7 @@ def test_gradient_penalty_of_a_linear_critic_is_norm_minus_one_squared(norm, exp
     critic = _linear_critic(norm)
     rng = np.random.default_rng(0)
     real, fake = (rng.normal(size=(8, 4, 4, 2)).astype("float32") for _ in range(2))
-    gp = float(losses.gradient_penalty(critic, real, fake))
+    gp = float(ch03.gradient_penalty(critic, real, fake))
     assert gp == pytest.approx(expected, abs=1e-4)
 
 
@@ -132,7 +132,7 @@ def test_gradient_penalty_reaches_the_critic_weights():
     for norm in (1.0, 2.0):
         critic = _linear_critic(norm)
         with tf.GradientTape() as tape:
-            gp = losses.gradient_penalty(critic, real, fake)
+            gp = ch03.gradient_penalty(critic, real, fake)
         grads[norm] = tape.gradient(gp, critic.trainable_variables)[0]
         assert grads[norm] is not None
     assert float(tf.norm(grads[1.0])) < 1e-3 < float(tf.norm(grads[2.0]))
@@ -146,7 +146,7 @@ def test_gradient_penalty_draws_one_epsilon_per_sample():
         return tf.reduce_sum(x, axis=[1, 2, 3])
 
     real, fake = np.ones((16, 3, 3, 2), "float32"), np.zeros((16, 3, 3, 2), "float32")
-    losses.gradient_penalty(critic, real, fake)
+    ch03.gradient_penalty(critic, real, fake)
     x_hat = seen[0].numpy()  # = eps * 1 + (1 - eps) * 0 = eps, broadcast over H, W, C
     eps = x_hat[:, 0, 0, 0]
     np.testing.assert_allclose(x_hat, np.broadcast_to(eps[:, None, None, None], x_hat.shape))
@@ -162,20 +162,20 @@ def test_clip_weights_clips_trainables_and_leaves_batch_norm_statistics_alone():
     model.layers[0].set_weights([np.full((3, 4), 0.7, "float32"), np.full(4, -0.4, "float32")])
     bn.moving_mean.assign(np.full(4, 3.0, "float32"))
     bn.moving_variance.assign(np.full(4, 5.0, "float32"))
-    training.clip_weights(model, 0.01)
+    ch03.clip_weights(model, 0.01)
     for v in model.trainable_variables:
         assert float(tf.reduce_max(tf.abs(v))) <= 0.01 + 1e-7
     np.testing.assert_array_equal(bn.moving_mean.numpy(), 3.0)
     np.testing.assert_array_equal(bn.moving_variance.numpy(), 5.0)
-    constraint = training.ClipConstraint(0.05)
+    constraint = ch03.ClipConstraint(0.05)
     assert constraint.get_config() == {"clip_value": 0.05}
     np.testing.assert_allclose(constraint(np.array([-1.0, 0.01, 2.0])), [-0.05, 0.01, 0.05])
 
 
 def _small_wgan(lipschitz, n_critic=5, norm=None):
-    g = gan_models.build_wgan_generator(16, z_dim=8, width=16)
-    c = gan_models.build_wgan_critic(16, width=16, norm=norm, use_bias=norm is not None)
-    gan = training.WGAN(g, c, lipschitz=lipschitz, n_critic=n_critic)
+    g = ch03.build_wgan_generator(16, z_dim=8, width=16)
+    c = ch03.build_wgan_critic(16, width=16, norm=norm, use_bias=norm is not None)
+    gan = ch03.WGAN(g, c, lipschitz=lipschitz, n_critic=n_critic)
     gan.compile(keras.optimizers.RMSprop(5e-3), keras.optimizers.RMSprop(5e-3))
     return gan
 
@@ -212,9 +212,9 @@ def _moved(before, variables):
 @pytest.mark.parametrize("kind", ["dcgan", "wgan_gp"])
 def test_each_update_moves_only_its_own_network(kind):
     if kind == "dcgan":
-        g = gan_models.build_dcgan_generator(z_dim=8, width=16)
-        d = gan_models.build_dcgan_discriminator(width=8)
-        gan = training.GAN(g, d)
+        g = ch03.build_dcgan_generator(z_dim=8, width=16)
+        d = ch03.build_dcgan_discriminator(width=8)
+        gan = ch03.GAN(g, d)
         gan.compile(keras.optimizers.Adam(1e-2), keras.optimizers.Adam(1e-2))
         real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
     else:
@@ -245,7 +245,7 @@ _DISTRIBUTED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from common.training import GAN, WGAN
+    from common.ch03 import GAN, WGAN
 
     def networks(kind):
         keras.utils.set_random_seed(0)
@@ -307,8 +307,8 @@ def test_one_step_on_two_replicas_equals_one_step_on_one_device():
 
 def _tiny_dcgan(seed):
     keras.utils.set_random_seed(seed)
-    gan = training.GAN(gan_models.build_dcgan_generator(z_dim=8, width=16),
-                       gan_models.build_dcgan_discriminator(width=8))
+    gan = ch03.GAN(ch03.build_dcgan_generator(z_dim=8, width=16),
+                       ch03.build_dcgan_discriminator(width=8))
     gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.RMSprop(1e-3))
     return gan
 
@@ -317,14 +317,14 @@ def test_checkpoint_resume_restores_weights_and_optimizer_state(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype("float32")
     gan = _tiny_dcgan(0)
     gan.fit(x, batch_size=16, epochs=2, verbose=0,
-            callbacks=[training.GANCheckpoint(tmp_path, every=1, keep=1)])
+            callbacks=[callbacks.GANCheckpoint(tmp_path, every=1, keep=1)])
     assert len(list(tmp_path.glob("ckpt-*.npz"))) == 1
-    path, epoch = training.latest_checkpoint(tmp_path)
+    path, epoch = callbacks.latest_checkpoint(tmp_path)
     assert epoch == 2 and path.endswith("ckpt-00002.npz")
 
     fresh = _tiny_dcgan(1)
     assert not np.array_equal(fresh.generator.weights[0].numpy(), gan.generator.weights[0].numpy())
-    assert training.restore_checkpoint(fresh, tmp_path) == 2
+    assert callbacks.restore_checkpoint(fresh, tmp_path) == 2
     for a, b in zip(gan.generator.weights + gan.discriminator.weights,
                     fresh.generator.weights + fresh.discriminator.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -334,7 +334,7 @@ def test_checkpoint_resume_restores_weights_and_optimizer_state(tmp_path):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     history = fresh.fit(x, batch_size=16, epochs=3, initial_epoch=2, verbose=0)
     assert len(history.history["g_loss"]) == 1 and int(fresh.g_optimizer.iterations) == 6
-    assert training.restore_checkpoint(_tiny_dcgan(2), tmp_path / "empty") == 0
+    assert callbacks.restore_checkpoint(_tiny_dcgan(2), tmp_path / "empty") == 0
 
 
 # ------------------------------------------------------------------ learning and callbacks
@@ -348,7 +348,7 @@ def test_short_training_on_real_digits_moves_the_generator_towards_the_data():
     d = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(64),
                           keras.layers.LeakyReLU(negative_slope=0.2),
                           keras.layers.Dense(1, activation="sigmoid")])
-    gan = training.GAN(g, d)
+    gan = ch03.GAN(g, d)
     gan.compile(keras.optimizers.Adam(2e-3, 0.5), keras.optimizers.Adam(2e-3, 0.5))
     z = np.random.default_rng(0).normal(size=(500, 16)).astype("float32")
 
@@ -356,7 +356,7 @@ def test_short_training_on_real_digits_moves_the_generator_towards_the_data():
         return float(np.mean((g(z).numpy().mean(0) - x.mean(0)) ** 2))
 
     before = mean_image_gap()
-    frames = training.SampleGrid(z[:4], every=10)
+    frames = callbacks.SampleGrid(z[:4], every=10)
     history = gan.fit(x, batch_size=64, epochs=8, verbose=0, callbacks=[frames])
     assert mean_image_gap() < 0.4 * before
     assert set(history.history) == {"d_loss", "g_loss", "d_acc_real", "d_acc_fake"}
@@ -388,7 +388,7 @@ def test_gaussian_mixture_is_valid_and_centred_where_asked():
 
 
 def test_latent_interpolation_widget_redraws_when_the_slider_moves():
-    g = gan_models.build_dcgan_generator(z_dim=8, width=16)
+    g = ch03.build_dcgan_generator(z_dim=8, width=16)
     w = widgets.latent_interpolation_widget(g, 8, seed_a=0, seed_b=1)
     start, png = w.current.copy(), w.image.value
     assert start.shape == (28, 28, 1) and png[:4] == b"\x89PNG"

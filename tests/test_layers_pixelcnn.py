@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import keras
 
-from common.layers import MaskedConv2D, PixelCNNResidualBlock, causal_mask
-from common.models import build_pixelcnn
+from common.ch01 import MaskedConv2D, PixelCNNResidualBlock, causal_mask
+from common.ch01 import build_pixelcnn
 
 
 # ---------------------------------------------------------------- the mask itself

@@ -5,14 +5,9 @@ import pytest
 import tensorflow as tf
 import keras
 
-from common.highres import (ProgressiveGAN, build_progan,
-                            build_stylegan, mix_styles, progan_discriminator_base,
-                            progan_discriminator_block, progan_generator_base,
-                            progan_generator_block, progressive_schedule,
-                            stylegan_base_block, stylegan_synthesis_block, to_rgb, truncate)
-from common.layers import (EqualizedConv2D, EqualizedDense, FadeIn, MappingNetwork,
-                           MinibatchStdDev, NoiseInjection, PixelNorm, StyleAdaIN)
-from common.losses import drift_penalty
+from common.ch07 import ProgressiveGAN, build_progan, build_stylegan, mix_styles, progan_discriminator_base, progan_discriminator_block, progan_generator_base, progan_generator_block, progressive_schedule, stylegan_base_block, stylegan_synthesis_block, to_rgb, truncate
+from common.ch07 import EqualizedConv2D, EqualizedDense, FadeIn, MappingNetwork, MinibatchStdDev, NoiseInjection, PixelNorm, StyleAdaIN
+from common.ch07 import drift_penalty
 
 
 # ---------------------------------------------------------------- ProGAN's three helpers
@@ -347,7 +342,7 @@ def test_truncation_widget_reacts_to_psi(small_stylegan):
 
 
 def test_save_and_load_stylegan_round_trip(small_stylegan, tmp_path, rng):
-    from common.highres import load_stylegan, save_stylegan
+    from common.ch07 import load_stylegan, save_stylegan
 
     g, _ = small_stylegan
     g.w_avg.assign(rng.normal(size=8).astype("float32"))
@@ -361,7 +356,7 @@ def test_save_and_load_stylegan_round_trip(small_stylegan, tmp_path, rng):
 
 
 def test_fit_progressive_checkpoints_and_resumes_by_phase(tmp_path, rng):
-    from common.highres import fit_progressive
+    from common.ch07 import fit_progressive
 
     images = tf.data.Dataset.from_tensor_slices(rng.uniform(-1, 1, (8, 8, 8, 3)).astype("float32"))
     schedule = progressive_schedule(4, 8, 2, {4: 2, 8: 2})  # 3 phases of 1 step

@@ -6,11 +6,10 @@ import pytest
 import tensorflow as tf
 import keras
 
-from common.attention_gans import (ConditionalHingeGAN, build_biggan_generator,
-                                   build_sagan_discriminator, build_sagan_generator,
-                                   truncated_z)
-from common.layers import ConditionalBatchNorm, SelfAttention, power_iteration, spectral_norm
-from common.losses import OrthogonalRegularizer, hinge_d_loss, hinge_g_loss
+from common.ch08 import ConditionalHingeGAN, build_biggan_generator, build_sagan_discriminator, build_sagan_generator, truncated_z
+from common.ch08 import ConditionalBatchNorm, SelfAttention, power_iteration, spectral_norm
+from common.ch08 import OrthogonalRegularizer
+from common.ch06 import hinge_d_loss, hinge_g_loss
 
 
 def _counts(model):

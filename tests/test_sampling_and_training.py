@@ -7,8 +7,8 @@ import keras
 
 from common.data import load_digits_binary
 from common.demo import bits_per_dim
-from common.models import build_pixelcnn
-from common.sampling import pixelcnn_sample
+from common.ch01 import build_pixelcnn
+from common.ch01 import pixelcnn_sample
 
 
 def _small_model(shape=(8, 8, 1)):

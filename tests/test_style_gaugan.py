@@ -5,21 +5,22 @@ import pytest
 import tensorflow as tf
 import keras
 
-from common import gaugan, style
-from common.layers import AdaIN, SPADE, SPADEResBlock, ReflectionConv2D
-from common.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss, perceptual_loss
+from common import ch05, ch06, data
+from common.ch05 import AdaIN, ReflectionConv2D
+from common.ch06 import SPADE, SPADEResBlock
+from common.ch06 import feature_matching_loss, hinge_d_loss, hinge_g_loss, perceptual_loss
 
 
 @pytest.fixture(scope="module")
 def vgg():
-    return style.build_vgg19()  # weights=None in smoke mode (tests run with HOIG_SMOKE=1)
+    return ch05.build_vgg19()  # weights=None in smoke mode (tests run with HOIG_SMOKE=1)
 
 
 # ------------------------------------------------------------------ Gram matrix and style losses
 
 def test_gram_matrix_matches_definition(rng):
     f = rng.normal(size=(2, 5, 7, 4)).astype("float32")
-    g = np.asarray(style.gram_matrix(f))
+    g = np.asarray(ch05.gram_matrix(f))
     assert g.shape == (2, 4, 4)
     np.testing.assert_allclose(g, np.transpose(g, (0, 2, 1)), atol=1e-6)
     for b in range(2):
@@ -29,29 +30,29 @@ def test_gram_matrix_matches_definition(rng):
 
 def test_total_variation_zero_for_constant_and_counts_steps():
     const = np.full((2, 8, 8, 3), 0.3, np.float32)
-    assert float(style.total_variation_loss(const)) == pytest.approx(0.0, abs=1e-7)
+    assert float(ch05.total_variation_loss(const)) == pytest.approx(0.0, abs=1e-7)
     step = np.zeros((1, 4, 4, 1), np.float32)
     step[:, :, 2:] = 1.0  # one vertical edge of height 4 and size 1
-    assert float(style.total_variation_loss(step)) == pytest.approx(4.0)
+    assert float(ch05.total_variation_loss(step)) == pytest.approx(4.0)
 
 
 def test_style_losses_zero_on_identical_features_and_positive_otherwise(rng):
     a = [rng.normal(size=(1, 6, 6, 3)).astype("float32") for _ in range(2)]
     b = [x * 2.0 + 1.0 for x in a]
-    assert float(style.style_loss_gram(a, a)) == pytest.approx(0.0, abs=1e-6)
-    assert float(style.style_loss_moments(a, a)) == pytest.approx(0.0, abs=1e-6)
-    assert float(style.content_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
-    assert float(style.style_loss_gram(a, b)) > 0
-    assert float(style.style_loss_moments(a, b)) > 0
+    assert float(ch05.style_loss_gram(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ch05.style_loss_moments(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ch05.content_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ch05.style_loss_gram(a, b)) > 0
+    assert float(ch05.style_loss_moments(a, b)) > 0
     # content loss: sum over (H, W, C) of squared differences, mean over layers
     expected = np.mean([np.sum((x - y) ** 2) for x, y in zip(a, b)])
-    assert float(style.content_loss(a, b)) == pytest.approx(expected, rel=1e-5)
+    assert float(ch05.content_loss(a, b)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_vgg_preprocess_flips_once_and_subtracts_imagenet_means():
     red = np.zeros((1, 1, 1, 3), np.float32)
     red[..., 0] = 1.0
-    out = np.asarray(style.vgg_preprocess(red))[0, 0, 0]
+    out = np.asarray(ch05.vgg_preprocess(red))[0, 0, 0]
     np.testing.assert_allclose(out, [-103.939, -116.779, 255.0 - 123.68], atol=1e-3)
     ref = keras.applications.vgg19.preprocess_input(red * 255.0)
     np.testing.assert_allclose(out, np.asarray(ref)[0, 0, 0], atol=1e-3)
@@ -62,7 +63,7 @@ def test_vgg_preprocess_flips_once_and_subtracts_imagenet_means():
 def test_smoke_vgg_extractor_layer_shapes(vgg):
     assert vgg.count_params() == 20_024_384  # VGG19 without its classifier head
     assert not vgg.trainable_weights
-    extractor = style.vgg_feature_extractor(style.STYLE_LAYERS, vgg=vgg)
+    extractor = ch05.vgg_feature_extractor(ch05.STYLE_LAYERS, vgg=vgg)
     outs = extractor(np.zeros((2, 32, 32, 3), np.float32))
     assert [tuple(o.shape) for o in outs] == [
         (2, 32, 32, 64), (2, 16, 16, 128), (2, 8, 8, 256), (2, 4, 4, 512), (2, 2, 2, 512)]
@@ -73,8 +74,8 @@ def test_full_run_without_weights_raises_one_sentence(monkeypatch):
         raise OSError("no network")
 
     monkeypatch.setattr(keras.applications, "VGG19", offline)
-    with pytest.raises(style.PretrainedWeightsUnavailableError, match="VGG19"):
-        style.build_vgg19(weights="imagenet")
+    with pytest.raises(ch05.PretrainedWeightsUnavailableError, match="VGG19"):
+        ch05.build_vgg19(weights="imagenet")
 
 
 # ------------------------------------------------------------------ AdaIN
@@ -103,15 +104,15 @@ def test_reflection_conv_keeps_size_and_pads_by_reflection():
 
 
 def test_adain_decoder_parameter_count_from_book_layer_list():
-    assert style.build_adain_decoder().count_params() == 3_505_219
+    assert ch05.build_adain_decoder().count_params() == 3_505_219
 
 
 def test_adain_train_step_updates_only_decoder_and_alpha_zero_is_content_path(vgg):
-    model = style.AdaINStyleTransfer(
-        encoder=style.vgg_feature_extractor(style.ADAIN_LAYERS, vgg=vgg), width_divisor=16)
+    model = ch05.AdaINStyleTransfer(
+        encoder=ch05.vgg_feature_extractor(ch05.ADAIN_LAYERS, vgg=vgg), width_divisor=16)
     model.compile()
-    content = style.sample_image("astronaut", 32)[None]
-    style_img = style.sample_image("coffee", 32)[None]
+    content = data.sample_image("astronaut", 32)[None]
+    style_img = data.sample_image("coffee", 32)[None]
     enc_before = [w.numpy().copy() for w in model.encoder.weights]
     dec_before = [w.numpy().copy() for w in model.decoder.weights]
     logs = model.train_on_batch(content, style_img, return_dict=True)
@@ -127,9 +128,9 @@ def test_adain_train_step_updates_only_decoder_and_alpha_zero_is_content_path(vg
 
 
 def test_neural_style_transfer_changes_image_and_lowers_loss(vgg):
-    nst = style.NeuralStyleTransfer(vgg=vgg, learning_rate=0.05, style_weight=1e-3)
-    content = style.sample_image("astronaut", 24)
-    result, history = nst.stylize(content, style.sample_image("coffee", 24), steps=6)
+    nst = ch05.NeuralStyleTransfer(vgg=vgg, learning_rate=0.05, style_weight=1e-3)
+    content = data.sample_image("astronaut", 24)
+    result, history = nst.stylize(content, data.sample_image("coffee", 24), steps=6)
     assert result.shape == (24, 24, 3) and 0.0 <= result.min() and result.max() <= 1.0
     assert not np.allclose(result, content)
     assert history["loss"][-1] < history["loss"][0]
@@ -197,23 +198,23 @@ def test_palette_round_trip():
     palette = np.array([[0, 0, 255], [255, 0, 0], [0, 255, 0]], np.float32)
     labels = np.random.default_rng(0).integers(0, 3, (2, 8, 8))
     noisy = palette[labels] + np.random.default_rng(1).normal(0, 10, (2, 8, 8, 3))
-    fitted = gaugan.fit_palette(noisy, 3)
-    recovered = np.asarray(gaugan.colors_to_labels(noisy, fitted))
+    fitted = ch06.fit_palette(noisy, 3)
+    recovered = np.asarray(ch06.colors_to_labels(noisy, fitted))
     # the same partition of pixels, whatever the order of the fitted colours
     mapping = {int(a): int(b) for a, b in zip(recovered.ravel(), labels.ravel())}
     assert len(set(mapping.values())) == 3
     assert np.array_equal(np.vectorize(mapping.get)(recovered), labels)
-    assert np.asarray(gaugan.colors_to_onehot(noisy, fitted)).shape == (2, 8, 8, 3)
+    assert np.asarray(ch06.colors_to_onehot(noisy, fitted)).shape == (2, 8, 8, 3)
 
 
 @pytest.fixture(scope="module")
 def small_gaugan(vgg):
     size, classes = 16, 4
-    gen = gaugan.build_gaugan_generator(size, classes, z_dim=8, base_filters=2, spade_hidden=4)
-    enc = gaugan.build_gaugan_encoder(size, 8, base_filters=2)
-    disc = gaugan.MultiScaleDiscriminator(size, classes, n_scales=2, base_filters=2)
-    vgg_features = style.vgg_feature_extractor(style.STYLE_LAYERS, vgg=vgg)
-    model = gaugan.GauGAN(gen, disc, enc, vgg=vgg_features)
+    gen = ch06.build_gaugan_generator(size, classes, z_dim=8, base_filters=2, spade_hidden=4)
+    enc = ch06.build_gaugan_encoder(size, 8, base_filters=2)
+    disc = ch06.MultiScaleDiscriminator(size, classes, n_scales=2, base_filters=2)
+    vgg_features = ch05.vgg_feature_extractor(ch05.STYLE_LAYERS, vgg=vgg)
+    model = ch06.GauGAN(gen, disc, enc, vgg=vgg_features)
     model.compile()
     rng = np.random.default_rng(0)
     seg = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, (2, size, size))]
@@ -260,7 +261,7 @@ def test_gaugan_fit_step_and_shapes(small_gaugan):
 
 
 def test_gaugan_generator_size_follows_book_layout():
-    gen = gaugan.build_gaugan_generator(32, 12, z_dim=256, base_filters=4, spade_hidden=8)
+    gen = ch06.build_gaugan_generator(32, 12, z_dim=256, base_filters=4, spade_hidden=8)
     assert gen.input_shape == [(None, 256), (None, 32, 32, 12)]
     assert gen.output_shape == (None, 32, 32, 3)
     dense = gen.get_layer("project")
@@ -272,10 +273,10 @@ def test_gaugan_generator_size_follows_book_layout():
 def test_style_strength_widget_redraws_on_alpha(vgg):
     from common.widgets import StyleStrengthExplorer
 
-    model = style.AdaINStyleTransfer(
-        encoder=style.vgg_feature_extractor(style.ADAIN_LAYERS, vgg=vgg), width_divisor=16)
-    w = StyleStrengthExplorer(model, style.sample_image("astronaut", 16),
-                              style.sample_image("coffee", 16), alpha=1.0)
+    model = ch05.AdaINStyleTransfer(
+        encoder=ch05.vgg_feature_extractor(ch05.ADAIN_LAYERS, vgg=vgg), width_divisor=16)
+    w = StyleStrengthExplorer(model, data.sample_image("astronaut", 16),
+                              data.sample_image("coffee", 16), alpha=1.0)
     before, png = w.current.copy(), w.image.value
     w.slider.value = 0.0
     assert not np.allclose(before, w.current) and w.image.value != png
@@ -311,7 +312,7 @@ def test_gaugan_widget_seed_and_repaint_change_image(small_gaugan):
 # ------------------------------------------------------------------ iGAN: manifold projection
 
 def test_interpolate_latents_endpoints_and_spacing():
-    from common.manifold import interpolate_latents
+    from common.ch06 import interpolate_latents
 
     path = interpolate_latents(np.zeros(3), np.full(3, 2.0), steps=5)
     assert path.shape == (5, 3)
@@ -321,7 +322,7 @@ def test_interpolate_latents_endpoints_and_spacing():
 
 
 def test_projection_recovers_an_image_on_the_manifold_and_edits_respect_the_mask():
-    from common.manifold import project_to_latent
+    from common.ch06 import project_to_latent
 
     gen = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, use_bias=False),
                             keras.layers.Reshape((4, 4, 1))])

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 import keras
 
-from common import config, data
-from common import translation as tr
-from common.layers import InstanceNormalization, TileLatent
-from common.losses import l1_loss, lsgan_d_loss, lsgan_g_loss
+from common import config, data, ch04
+from common import ch04
+from common.ch04 import InstanceNormalization, TileLatent
+from common.ch04 import l1_loss, lsgan_d_loss, lsgan_g_loss
 
 SMALL = (128, 128, 3)  # the smallest side the 7-level U-Net accepts (1x1 bottleneck)
 
@@ -27,20 +27,20 @@ def _non_trainable(model):
 
 # ---------------------------------------------------------------- parameter counts (spec §5)
 def test_translation_networks_have_the_books_parameter_counts():
-    unet = tr.unet_generator()
+    unet = ch04.unet_generator()
     assert unet.output_shape == (None, 256, 256, 3) and _count(unet) == 13_514_880
-    patch = tr.patchgan_discriminator(conditional=True, sigmoid=True)
+    patch = ch04.patchgan_discriminator(conditional=True, sigmoid=True)
     assert _count(patch) == 2_768_641 and _non_trainable(patch) == 0
-    assert _count(tr.patchgan_discriminator(conditional=False, sigmoid=False)) == 2_765_569
-    bicycle_g = tr.unet_generator(z_dim=8)
+    assert _count(ch04.patchgan_discriminator(conditional=False, sigmoid=False)) == 2_765_569
+    bicycle_g = ch04.unet_generator(z_dim=8)
     assert _count(bicycle_g) == 13_523_072
     assert bicycle_g.get_layer("down1").input.shape[-1] == 11  # image (3) + tiled z (8)
-    encoder = tr.bicycle_encoder()
+    encoder = ch04.bicycle_encoder()
     assert _count(encoder) == 11_279_120 and encoder.output_shape == [(None, 8), (None, 8)]
 
 
 def test_unet_skip_concatenations_have_the_tables_channels():
-    unet = tr.unet_generator()
+    unet = ch04.unet_generator()
     widths = [unet.get_layer(f"skip{i}").output.shape[-1] for i in range(6, 0, -1)]
     assert widths == [512, 512, 512, 512, 256, 128]
 
@@ -50,8 +50,8 @@ def test_unet_skip_concatenations_have_the_tables_channels():
     (128, "embedding", 5_010_433, 768, 4_121_601, 1_536),
 ])
 def test_conditional_dcgan_counts(width, mode, g_params, g_fixed, d_params, d_fixed):
-    g = tr.conditional_dcgan_generator(width=width)
-    d = tr.conditional_dcgan_discriminator(width=width, label_mode=mode)
+    g = ch04.conditional_dcgan_generator(width=width)
+    d = ch04.conditional_dcgan_discriminator(width=width, label_mode=mode)
     assert (_count(g), _non_trainable(g)) == (g_params, g_fixed)
     assert (_count(d), _non_trainable(d)) == (d_params, d_fixed)
     images = g([tf.random.normal((10, 100)), tf.range(10)[:, None]])
@@ -62,12 +62,12 @@ def test_conditional_dcgan_counts(width, mode, g_params, g_fixed, d_params, d_fi
 # ---------------------------------------------------------------- PatchGAN geometry
 def test_patchgan_output_is_30x30_like_the_paper_and_29x29_in_the_books_variant():
     a = tf.random.normal((2, 256, 256, 3))
-    paper = tr.patchgan_discriminator(base_filters=8)
+    paper = ch04.patchgan_discriminator(base_filters=8)
     out = paper([a, a]).numpy()
     assert out.shape == (2, 30, 30, 1) and out.min() >= 0.0 and out.max() <= 1.0
-    book = tr.patchgan_discriminator(base_filters=8, paper_padding=False)
+    book = ch04.patchgan_discriminator(base_filters=8, paper_padding=False)
     assert book.output_shape == (None, 29, 29, 1)
-    lsgan = tr.patchgan_discriminator(conditional=False, sigmoid=False, base_filters=8)
+    lsgan = ch04.patchgan_discriminator(conditional=False, sigmoid=False, base_filters=8)
     assert lsgan(a).shape == (2, 30, 30, 1) and lsgan(a).numpy().min() < 0.0
 
 
@@ -85,7 +85,7 @@ def _footprint(model, unit):
 
 @pytest.mark.parametrize("paper_padding, first_row", [(True, 8 * 14 - 23), (False, 8 * 14 - 15)])
 def test_patchgan_units_see_70x70_patches_8_pixels_apart(paper_padding, first_row):
-    model = tr.patchgan_discriminator(conditional=False, sigmoid=False, base_filters=4,
+    model = ch04.patchgan_discriminator(conditional=False, sigmoid=False, base_filters=4,
                                       norm=False, paper_padding=paper_padding)
     rows, cols = _footprint(model, (14, 14))
     assert rows == cols == (first_row, first_row + 69)  # 70 pixels; book variant: 97..166
@@ -141,11 +141,11 @@ def _identity(shape=SMALL):
 
 def test_cycle_loss_is_zero_for_identity_generators_and_positive_otherwise():
     a, b = tf.random.uniform((2, *SMALL), -1, 1), tf.random.uniform((2, *SMALL), -1, 1)
-    d = tr.patchgan_discriminator(SMALL, conditional=False, sigmoid=False, base_filters=4)
-    same = tr.CycleGAN(_identity(), _identity(), d, d)
+    d = ch04.patchgan_discriminator(SMALL, conditional=False, sigmoid=False, base_filters=4)
+    same = ch04.CycleGAN(_identity(), _identity(), d, d)
     assert float(same.cycle_loss(a, b)) == 0.0
-    g = tr.unet_generator(SMALL, base_filters=4)
-    assert float(tr.CycleGAN(g, _identity(), d, d).cycle_loss(a, b)) > 0.01
+    g = ch04.unet_generator(SMALL, base_filters=4)
+    assert float(ch04.CycleGAN(g, _identity(), d, d).cycle_loss(a, b)) > 0.01
 
 
 # ---------------------------------------------------------------- training models
@@ -168,11 +168,11 @@ def _check_updates(gan, batch, d_names, g_names):
 
 
 def _unet(**kw):
-    return tr.unet_generator(SMALL, base_filters=4, **kw)
+    return ch04.unet_generator(SMALL, base_filters=4, **kw)
 
 
 def _patch(conditional=False, sigmoid=False):
-    return tr.patchgan_discriminator(SMALL, conditional=conditional, sigmoid=sigmoid,
+    return ch04.patchgan_discriminator(SMALL, conditional=conditional, sigmoid=sigmoid,
                                      base_filters=4)
 
 
@@ -181,7 +181,7 @@ def _pair(n=1):
 
 
 def test_pix2pix_updates_one_network_per_step():
-    gan = tr.Pix2Pix(_unet(), _patch(conditional=True, sigmoid=True))
+    gan = ch04.Pix2Pix(_unet(), _patch(conditional=True, sigmoid=True))
     gan.compile()
     _check_updates(gan, _pair(), ["discriminator"], ["generator"])
 
@@ -191,7 +191,7 @@ def test_pix2pix_fit_overfits_one_synthetic_facade():
     term must fall below half its initial value (spec: 0.46 -> 0.05 within 200 steps)."""
     a, b = next(data.load_paired_archive("facades", "train", image_size=128, jitter=False,
                                          smoke_examples=3).batch(1).as_numpy_iterator())
-    gan = tr.Pix2Pix(tr.unet_generator(SMALL, base_filters=8), _patch(conditional=True, sigmoid=True))
+    gan = ch04.Pix2Pix(ch04.unet_generator(SMALL, base_filters=8), _patch(conditional=True, sigmoid=True))
     gan.compile()
     start = float(l1_loss(b, gan.generator(a, training=True)))
     history = gan.fit(tf.data.Dataset.from_tensors((a, b)).repeat(), steps_per_epoch=20, epochs=3,
@@ -201,14 +201,14 @@ def test_pix2pix_fit_overfits_one_synthetic_facade():
 
 
 def test_cyclegan_updates_one_side_per_step():
-    gan = tr.CycleGAN(_unet(), _unet(), _patch(), _patch())
+    gan = ch04.CycleGAN(_unet(), _unet(), _patch(), _patch())
     gan.compile()
     _check_updates(gan, _pair(), ["d_a", "d_b"], ["g_ab", "g_ba"])
 
 
 def test_bicyclegan_updates_and_latent_l1_never_reaches_the_encoder():
     def make(**weights):
-        gan = tr.BicycleGAN(_unet(z_dim=8), tr.bicycle_encoder(SMALL, base_filters=4),
+        gan = ch04.BicycleGAN(_unet(z_dim=8), ch04.bicycle_encoder(SMALL, base_filters=4),
                             _patch(), _patch(), **weights)
         gan.compile()
         return gan
@@ -222,9 +222,9 @@ def test_bicyclegan_updates_and_latent_l1_never_reaches_the_encoder():
 
 
 def test_conditional_gan_updates_one_network_per_step():
-    g = tr.conditional_dcgan_generator(width=8)
-    d = tr.conditional_dcgan_discriminator(width=8)
-    gan = tr.ConditionalGAN(g, d)
+    g = ch04.conditional_dcgan_generator(width=8)
+    d = ch04.conditional_dcgan_discriminator(width=8)
+    gan = ch04.ConditionalGAN(g, d)
     gan.compile()
     batch = (tf.random.uniform((4, 32, 32, 1), -1, 1), tf.constant([0, 3, 7, 9]))
     _check_updates(gan, batch, ["discriminator"], ["generator"])
@@ -294,7 +294,7 @@ def test_unpaired_domains_smoke():
 def test_class_picker_redraws_when_the_class_or_seed_changes():
     from common.widgets import ClassPicker
 
-    picker = ClassPicker(tr.conditional_dcgan_generator(width=8), scale=1)
+    picker = ClassPicker(ch04.conditional_dcgan_generator(width=8), scale=1)
     first = picker.current.copy()
     assert first.shape == (32, 32, 1) and picker.image.value
     picker.dropdown.value = 7
@@ -321,7 +321,7 @@ def test_translation_browser_follows_direction_and_index():
 def test_latent_sliders_change_the_output():
     from common.widgets import LatentSliders
 
-    g = tr.unet_generator(SMALL, base_filters=4, z_dim=8)
+    g = ch04.unet_generator(SMALL, base_filters=4, z_dim=8)
     sliders = LatentSliders(g, np.zeros(SMALL, "float32"), scale=1)
     first = sliders.current.copy()
     assert first.shape == (128, 256, 3)

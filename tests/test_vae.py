@@ -7,7 +7,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from common import data, latent, layers, losses, models, training, widgets
+from common import data, widgets, callbacks, ch02
 
 
 # --------------------------------------------------------------------------- parameter counts
@@ -18,18 +18,18 @@ from common import data, latent, layers, losses, models, training, widgets
     (100, 41_132, 372_417, 413_549),
 ])
 def test_mnist_autoencoder_parameter_counts(z_dim, encoder, decoder, autoencoder):
-    enc, dec = models.build_mnist_encoder(z_dim), models.build_mnist_decoder(z_dim)
+    enc, dec = ch02.build_mnist_encoder(z_dim), ch02.build_mnist_decoder(z_dim)
     assert enc.count_params() == encoder
     assert dec.count_params() == decoder
-    ae = models.build_autoencoder(enc, dec)
+    ae = ch02.build_autoencoder(enc, dec)
     assert ae.count_params() == autoencoder
     assert ae.output_shape == ae.input_shape == (None, 28, 28, 1)
 
 
 def test_dense_encoder_and_conv_feature_map():
-    dense = models.build_dense_encoder(10)
+    dense = ch02.build_dense_encoder(10)
     assert dense.count_params() == 111_146 and dense.output_shape == (None, 10)
-    enc = models.build_mnist_encoder(10)
+    enc = ch02.build_mnist_encoder(10)
     flat = [l for l in enc.layers if isinstance(l, keras.layers.Flatten)][0]
     assert flat.input.shape[1:] == (7, 7, 8) and flat.output.shape[1:] == (392,)
     # the latent layer is linear (the book's listing wrongly puts a ReLU there)
@@ -37,27 +37,27 @@ def test_dense_encoder_and_conv_feature_map():
 
 
 def test_mnist_decoder_output_and_no_transposed_conv():
-    dec = models.build_mnist_decoder(10)
+    dec = ch02.build_mnist_decoder(10)
     assert not any(isinstance(l, keras.layers.Conv2DTranspose) for l in dec.layers)
     out = dec(np.random.default_rng(0).normal(size=(3, 10)).astype("float32") * 5).numpy()
     assert out.shape == (3, 28, 28, 1) and out.min() >= 0 and out.max() <= 1
 
 
 def test_mnist_vae_parameter_counts_and_outputs():
-    enc, dec = models.build_mnist_encoder(2, variational=True), models.build_mnist_decoder(2)
+    enc, dec = ch02.build_mnist_encoder(2, variational=True), ch02.build_mnist_decoder(2)
     assert enc.count_params() == 3_404 and dec.count_params() == 65_089
-    vae = training.VAE(enc, dec)
+    vae = ch02.VAE(enc, dec)
     assert vae.count_params() == 68_493
     z, mean, logvar = enc(np.zeros((5, 28, 28, 1), "float32"))
     assert z.shape == mean.shape == logvar.shape == (5, 2)
 
 
 def test_face_vae_parameter_counts_and_shapes():
-    enc, dec = models.build_face_encoder(200, 112), models.build_face_decoder(200, 112)
+    enc, dec = ch02.build_face_encoder(200, 112), ch02.build_face_decoder(200, 112)
     assert enc.count_params() == 1_321_136 and dec.count_params() == 732_771
     trainable = sum(int(np.prod(w.shape)) for w in enc.trainable_weights)
     assert trainable == 1_320_752 and enc.count_params() - trainable == 384
-    assert training.VAE(enc, dec).count_params() == 2_053_907
+    assert ch02.VAE(enc, dec).count_params() == 2_053_907
     flat = [l for l in enc.layers if isinstance(l, keras.layers.Flatten)][0]
     assert flat.input.shape[1:] == (7, 7, 64)
     outs = enc(np.zeros((2, 112, 112, 3), "float32"))
@@ -65,32 +65,32 @@ def test_face_vae_parameter_counts_and_shapes():
     x_hat = dec(np.random.default_rng(0).normal(size=(2, 200)).astype("float32")).numpy()
     assert x_hat.shape == (2, 112, 112, 3) and x_hat.min() >= 0 and x_hat.max() <= 1
     with pytest.raises(ValueError):
-        models.build_face_encoder(200, 100)
+        ch02.build_face_encoder(200, 100)
 
 
 def test_conv_blocks_shapes_and_serialisation():
     x = np.zeros((2, 16, 16, 3), "float32")
-    down = layers.DownConvBlock(5)
+    down = ch02.DownConvBlock(5)
     assert down(x).shape == (2, 8, 8, 5) and down.count_params() == 3 * 3 * 3 * 5 + 5 + 4 * 5
-    up = layers.UpConvBlock(4)
+    up = ch02.UpConvBlock(4)
     assert up(x).shape == (2, 32, 32, 4) and up.count_params() == 3 * 3 * 3 * 4 + 4
-    sampler = layers.GaussianSampling.from_config(layers.GaussianSampling(seed=3, noise_scale=0.5).get_config())
+    sampler = ch02.GaussianSampling.from_config(ch02.GaussianSampling(seed=3, noise_scale=0.5).get_config())
     assert (sampler.seed, sampler.noise_scale) == (3, 0.5)
 
 
 # --------------------------------------------------------------------------- KL divergence
 
 def test_kl_known_values_and_reductions():
-    kl = lambda m, lv, **kw: float(losses.kl_divergence(np.array([[m]], "float32"),
+    kl = lambda m, lv, **kw: float(ch02.kl_divergence(np.array([[m]], "float32"),
                                                         np.array([[lv]], "float32"), **kw))
     assert kl(0.0, 0.0) == pytest.approx(0.0, abs=1e-7)
     assert kl(1.0, 0.0) == pytest.approx(0.5, abs=1e-6)
     assert kl(0.0, np.log(2.0)) == pytest.approx(0.153426, abs=1e-6)
     rng = np.random.default_rng(1)
     mean, logvar = rng.normal(size=(1, 6)).astype("float32"), rng.normal(size=(1, 6)).astype("float32")
-    assert float(losses.kl_divergence(mean, logvar, reduction="sum")) == pytest.approx(
-        6 * float(losses.kl_divergence(mean, logvar)), rel=1e-5)
-    per = losses.kl_divergence(mean, logvar, reduction="none").numpy()
+    assert float(ch02.kl_divergence(mean, logvar, reduction="sum")) == pytest.approx(
+        6 * float(ch02.kl_divergence(mean, logvar)), rel=1e-5)
+    per = ch02.kl_divergence(mean, logvar, reduction="none").numpy()
     assert per.shape == (1, 6) and (per > 0).all()  # positive away from N(0, 1)
 
 
@@ -104,7 +104,7 @@ def test_kl_matches_a_monte_carlo_estimate():
     log_q = -0.5 * (((z - mean) / sigma) ** 2 + logvar + np.log(2 * np.pi))
     log_p = -0.5 * (z ** 2 + np.log(2 * np.pi))
     reference = (log_q - log_p).mean(0)
-    closed = losses.kl_divergence(mean[None].astype("float32"), logvar[None].astype("float32"),
+    closed = ch02.kl_divergence(mean[None].astype("float32"), logvar[None].astype("float32"),
                                   reduction="none").numpy()[0]
     np.testing.assert_allclose(closed, reference, atol=0.01)
     assert closed[0] == pytest.approx(0.0, abs=1e-7) and (closed[1:] > 0.05).all()
@@ -116,25 +116,25 @@ def test_gaussian_sampling_statistics():
     n = 100_000
     mean = np.full((n, 1), 5.0, "float32")
     logvar = np.full((n, 1), np.log(9.0), "float32")
-    z = layers.GaussianSampling(seed=3)([mean, logvar]).numpy()
+    z = ch02.GaussianSampling(seed=3)([mean, logvar]).numpy()
     assert abs(z.mean() - 5.0) < 0.05 and abs(z.std() - 3.0) < 0.05
 
 
 def test_gaussian_sampling_seed_and_noise_scale():
     mean = np.arange(6, dtype="float32").reshape(2, 3)
     logvar = np.zeros((2, 3), "float32")
-    a = layers.GaussianSampling(seed=11)([mean, logvar]).numpy()
-    b = layers.GaussianSampling(seed=11)([mean, logvar]).numpy()
+    a = ch02.GaussianSampling(seed=11)([mean, logvar]).numpy()
+    b = ch02.GaussianSampling(seed=11)([mean, logvar]).numpy()
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, mean)
-    np.testing.assert_array_equal(layers.GaussianSampling(noise_scale=0.0)([mean, logvar]).numpy(), mean)
+    np.testing.assert_array_equal(ch02.GaussianSampling(noise_scale=0.0)([mean, logvar]).numpy(), mean)
 
 
 def test_gaussian_sampling_gradients_reach_mean_and_logvar():
     mean = tf.Variable(np.random.default_rng(0).normal(size=(4, 3)).astype("float32"))
     logvar = tf.Variable(np.random.default_rng(1).normal(size=(4, 3)).astype("float32"))
     with tf.GradientTape(persistent=True) as tape:
-        z = layers.GaussianSampling(seed=5)([mean, logvar])
+        z = ch02.GaussianSampling(seed=5)([mean, logvar])
         total = tf.reduce_sum(z)
     d_mean, d_logvar = tape.gradient(total, [mean, logvar])
     np.testing.assert_allclose(d_mean.numpy(), 1.0)
@@ -145,7 +145,7 @@ def test_gaussian_sampling_gradients_reach_mean_and_logvar():
 
 
 def test_gaussian_sampling_in_a_functional_model_any_batch():
-    enc = models.build_mnist_encoder(2, variational=True, seed=0)
+    enc = ch02.build_mnist_encoder(2, variational=True, seed=0)
     for batch in (1, 7):
         z, mean, _ = enc(np.random.default_rng(batch).random((batch, 28, 28, 1)).astype("float32"))
         assert z.shape == (batch, 2) and not np.allclose(z, mean)
@@ -155,8 +155,8 @@ def test_gaussian_sampling_in_a_functional_model_any_batch():
 
 def _small_vae(kl_weight=0.01, rc_loss="bce", seed=0):
     keras.utils.set_random_seed(seed)
-    return training.VAE(models.build_mnist_encoder(2, variational=True, seed=seed),
-                        models.build_mnist_decoder(2), kl_weight=kl_weight, rc_loss=rc_loss)
+    return ch02.VAE(ch02.build_mnist_encoder(2, variational=True, seed=seed),
+                        ch02.build_mnist_decoder(2), kl_weight=kl_weight, rc_loss=rc_loss)
 
 
 def test_vae_reports_loss_as_rc_plus_weighted_kl():
@@ -201,8 +201,8 @@ def test_short_training_on_real_digits_lowers_reconstruction_loss(tmp_path):
     vae = _small_vae(kl_weight=0.01, rc_loss="bce")
     vae.compile(optimizer=keras.optimizers.Adam(2e-3))
     before = vae.evaluate(x_val, batch_size=300, verbose=0, return_dict=True)["rc_loss"]
-    callbacks = training.save_best(tmp_path / "vae.weights.h5", monitor="val_rc_loss", patience=3)
-    hist = vae.fit(x_train, batch_size=64, epochs=4, validation_data=(x_val,), callbacks=callbacks,
+    keep_best = callbacks.save_best(tmp_path / "vae.weights.h5", monitor="val_rc_loss", patience=3)
+    hist = vae.fit(x_train, batch_size=64, epochs=4, validation_data=(x_val,), callbacks=keep_best,
                    verbose=0).history
     after = vae.evaluate(x_val, batch_size=300, verbose=0, return_dict=True)["rc_loss"]
     assert after < 0.75 * before, (before, after)
@@ -212,18 +212,18 @@ def test_short_training_on_real_digits_lowers_reconstruction_loss(tmp_path):
 
 def test_save_best_insists_on_keras3_weight_names(tmp_path):
     with pytest.raises(ValueError):
-        training.save_best(tmp_path / "model.h5")
-    ckpt, stop = training.save_best(tmp_path / "m.weights.h5", monitor="val_rc_loss", patience=2)
+        callbacks.save_best(tmp_path / "model.h5")
+    ckpt, stop = callbacks.save_best(tmp_path / "m.weights.h5", monitor="val_rc_loss", patience=2)
     assert ckpt.monitor == stop.monitor == "val_rc_loss" and stop.patience == 2
 
 
 def test_reconstruction_losses():
     x = np.array([[0.0, 1.0, 0.5, 0.2]], "float32")
     x_hat = np.array([[0.1, 0.7, 0.5, 0.4]], "float32")
-    assert float(training.reconstruction_loss(x, x_hat, "mse")) == pytest.approx(
+    assert float(ch02.reconstruction_loss(x, x_hat, "mse")) == pytest.approx(
         np.mean((x - x_hat) ** 2), rel=1e-6)
     bce = -np.mean(x * np.log(x_hat) + (1 - x) * np.log(1 - x_hat))
-    assert float(training.reconstruction_loss(x, x_hat, "bce")) == pytest.approx(bce, rel=1e-5)
+    assert float(ch02.reconstruction_loss(x, x_hat, "bce")) == pytest.approx(bce, rel=1e-5)
 
 
 # --------------------------------------------------------------------------- upsampling demo
@@ -254,14 +254,14 @@ class _ConstEncoder:
 def test_latent_statistics_and_the_sampling_trick():
     c = [0.5, -1.0, 2.0]
     batches = [np.zeros((n, 2)) for n in (3, 5, 2)]
-    stats = latent.latent_statistics(_ConstEncoder(c), batches)
+    stats = ch02.latent_statistics(_ConstEncoder(c), batches)
     np.testing.assert_allclose(stats.mean, c, atol=1e-6)
     assert stats.sigma_bar == pytest.approx(1.0) and stats.count == 10
     stats.sigma_bar = 0.4
-    z = latent.sample_latents(50_000, stats=stats, seed=0)
+    z = ch02.sample_latents(50_000, stats=stats, seed=0)
     np.testing.assert_allclose(z.mean(0), c, atol=0.02)
     np.testing.assert_allclose(z.std(0), 0.4, atol=0.02)
-    prior = latent.sample_latents(50_000, z_dim=3, seed=0)
+    prior = ch02.sample_latents(50_000, z_dim=3, seed=0)
     np.testing.assert_allclose(prior.std(0), 1.0, atol=0.02)
 
 
@@ -281,25 +281,25 @@ def test_attribute_vectors_recover_the_planted_direction(tmp_path):
     bounds = np.cumsum([0] + sizes)
     batches = [(z[a:b], {k: v[a:b] for k, v in attrs.items()}) for a, b in zip(bounds[:-1], bounds[1:])]
     with pytest.warns(UserWarning, match="Bald"):
-        vectors, counts = latent.attribute_vectors(_IdentityEncoder(), batches, attrs)
+        vectors, counts = ch02.attribute_vectors(_IdentityEncoder(), batches, attrs)
     assert set(vectors) == {"Smiling", "Male"} and counts["Bald"] == (0, n)
     np.testing.assert_allclose(vectors["Smiling"], 2.0 * np.eye(z_dim)[0], atol=0.05)
     assert np.linalg.norm(vectors["Male"]) < 0.1
-    one, _ = latent.attribute_vectors(_IdentityEncoder(), [(z, attrs)], ["Smiling", "Male"])
+    one, _ = ch02.attribute_vectors(_IdentityEncoder(), [(z, attrs)], ["Smiling", "Male"])
     for k in one:
         np.testing.assert_allclose(vectors[k], one[k], atol=1e-5)
-    path = latent.save_vectors(tmp_path / "vectors.npz", vectors)
-    back = latent.load_vectors(path)
+    path = ch02.save_vectors(tmp_path / "vectors.npz", vectors)
+    back = ch02.load_vectors(path)
     np.testing.assert_array_equal(back["Smiling"], vectors["Smiling"])
-    np.testing.assert_array_equal(latent.edit_latent(z[:3], vectors, {"Smiling": 0.0}), z[:3])
-    np.testing.assert_allclose(latent.edit_latent(z[0], vectors, {"Smiling": 1.5}),
+    np.testing.assert_array_equal(ch02.edit_latent(z[:3], vectors, {"Smiling": 0.0}), z[:3])
+    np.testing.assert_allclose(ch02.edit_latent(z[0], vectors, {"Smiling": 1.5}),
                                z[0] + 1.5 * vectors["Smiling"], atol=1e-6)
 
 
 def test_latent_sweep_orientation():
     """z1 grows along the columns and z2 upward along the rows."""
     decoder = lambda z, training=False: np.tile(z[:, None, None, :1] * 0 + z[:, None, None, :], (1, 2, 2, 1))
-    grid = latent.latent_sweep(decoder, -1.0, 1.0, 3)
+    grid = ch02.latent_sweep(decoder, -1.0, 1.0, 3)
     assert grid.shape == (3, 3, 2, 2, 2)
     np.testing.assert_allclose(grid[:, :, 0, 0, 0][0], [-1, 0, 1])          # z1 across a row
     np.testing.assert_allclose(grid[:, :, 0, 0, 1][:, 0], [1, 0, -1])       # z2 down a column
@@ -308,7 +308,7 @@ def test_latent_sweep_orientation():
 # --------------------------------------------------------------------------- widgets
 
 def test_latent_sliders_redraw():
-    dec = models.build_mnist_decoder(2)
+    dec = ch02.build_mnist_decoder(2)
     w = widgets.latent_sliders(dec)
     assert isinstance(w, widgets.LatentCodeSliders)
     first, first_png = w.current.copy(), w.image.value
@@ -318,7 +318,7 @@ def test_latent_sliders_redraw():
 
 
 def test_attribute_editor_sliders_reset_add_and_new_face():
-    dec = models.build_face_decoder(8, 32)
+    dec = ch02.build_face_decoder(8, 32)
     rng = np.random.default_rng(0)
     vectors = {name: 3.0 * rng.standard_normal(8).astype("float32") for name in ("Male", "Smiling", "Young")}
     faces = iter(rng.standard_normal((5, 8)).astype("float32"))
@@ -360,16 +360,16 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from common import models, training
+from common import callbacks, ch02
 
 x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
 
 def one_step(strategy):
     keras.utils.set_random_seed(7)
     with strategy.scope():
-        enc = models.build_mnist_encoder(2, variational=True, seed=1)
+        enc = ch02.build_mnist_encoder(2, variational=True, seed=1)
         enc.get_layer("z").noise_scale = 0.0
-        vae = training.VAE(enc, models.build_mnist_decoder(2), rc_loss="bce")
+        vae = ch02.VAE(enc, ch02.build_mnist_decoder(2), rc_loss="bce")
         vae.compile(optimizer=keras.optimizers.SGD(0.5))
     start = [w.numpy() for w in vae.weights]
     vae.fit(x, batch_size=8, epochs=1, verbose=0, shuffle=False)

@@ -1,39 +1,215 @@
-"""Class-conditional GANs with self-attention of Chapter 8: SAGAN and BigGAN on CIFAR-10.
-
-- SAGAN (Zhang et al. 2019, "Self-Attention Generative Adversarial Networks", arXiv
-  1805.08318): residual generator with class-conditional batch norm and a self-attention
-  layer, spectral normalisation in G and D (Miyato et al. 2018, arXiv 1802.05957), a
-  projection discriminator (Miyato & Koyama 2018, arXiv 1802.05637), hinge loss and two
-  learning rates (TTUR).
-- BigGAN (Brock et al. 2019, "Large Scale GAN Training for High Fidelity Natural Image
-  Synthesis", arXiv 1809.11096): skip-z (z split into chunks, one per block), a shared class
-  embedding feeding every conditional BN through dense layers, orthogonal initialisation
-  and orthogonal regularisation, and the truncation trick.
-
-Networks are subclassed Keras models (Keras 3 refuses raw TF ops on functional tensors);
-:class:`ConditionalHingeGAN` trains any of them with ``fit``.
-"""
-
+"""Chapter 8: transitional module (split from the topic modules; to be generated from the notebooks)."""
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 import keras
+from keras import ops
+import tensorflow as tf
 from keras import layers, ops
+from common.ch06 import hinge_d_loss, hinge_g_loss
 
-from .layers import ConditionalBatchNorm, SelfAttention, spectral_norm
-from .losses import OrthogonalRegularizer, hinge_d_loss, hinge_g_loss
 
-__all__ = [
-    "CIFAR10_CLASSES", "ResBlockUp", "ResBlockDown", "SAGANGenerator", "BigGANGenerator",
-    "SAGANDiscriminator", "build_sagan_generator", "build_biggan_generator",
-    "build_sagan_discriminator", "ConditionalHingeGAN", "truncated_z", "cifar10_dataset",
-    "ClassGridCallback",
-]
+def power_iteration(w, u=None, n_iter: int = 5, seed=None):
+    """Estimate the spectral norm (largest singular value) of a kernel by power iteration
+    (Miyato et al. 2018, "Spectral Normalization for GANs", arXiv 1802.05957, Alg. 1).
 
-#: CIFAR-10 class names in label order.
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                   "ship", "truck")
+    The kernel is reshaped to W of shape (fan_in, C_out) (for a conv: (k*k*C_in, C_out)).
+    Starting from ``u`` (shape (fan_in, 1); N(0, 1) when None), repeat ``v = W^T u / |W^T u|``,
+    ``u = W v / |W v|``; then ``sigma = u^T W v``. Returns ``(sigma, u)``: pass u back in to
+    warm-start the next call, which is why one iteration per training step suffices.
+    """
+    w = ops.convert_to_tensor(w, dtype="float32")
+    mat = ops.reshape(w, (-1, ops.shape(w)[-1]))
+    if u is None:
+        u = keras.random.normal((ops.shape(mat)[0], 1), seed=seed)
+    u = ops.convert_to_tensor(u, dtype="float32")
+    v = None
+    for _ in range(max(int(n_iter), 1)):
+        v = ops.matmul(ops.transpose(mat), u)
+        v = v / (ops.norm(v) + 1e-12)
+        u = ops.matmul(mat, v)
+        u = u / (ops.norm(u) + 1e-12)
+    sigma = ops.matmul(ops.transpose(u), ops.matmul(mat, v))[0, 0]
+    return sigma, u
+
+
+def spectral_norm(layer, enabled: bool = True):
+    """Wrap a Conv2D or Dense in ``keras.layers.SpectralNormalization(power_iterations=1)``
+    (Miyato et al. 2018). In calls with ``training=True`` the wrapper runs one warm-started
+    power iteration and assigns ``W <- W / sigma`` in place; inference calls leave W alone.
+    Do not wrap an ``Embedding``: in Keras 3.15 the wrapper casts its output to the integer
+    dtype of the labels. ``enabled=False`` returns the layer unchanged."""
+    if not enabled:
+        return layer
+    if isinstance(layer, keras.layers.Embedding):
+        raise ValueError("spectral_norm(Embedding) is broken in Keras 3 (returns zeros); "
+                         "leave the embedding unnormalised")
+    return keras.layers.SpectralNormalization(layer, power_iterations=1)
+
+
+@keras.saving.register_keras_serializable(package="common")
+class SelfAttention(keras.layers.Layer):
+    """Self-attention module of SAGAN (Zhang et al. 2019, "Self-Attention Generative
+    Adversarial Networks", arXiv 1805.08318, sec. 3), with BigGAN's pooled keys and values.
+
+    For x of shape (B, H, W, C): query theta = conv1x1(x) -> (B, HW, C/8); key phi =
+    maxpool2(conv1x1(x)) -> (B, HW/4, C/8); value g = maxpool2(conv1x1(x)) -> (B, HW/4, C/2);
+    ``A = softmax(theta phi^T)`` over the pooled positions, (B, HW, HW/4), rows summing to 1;
+    ``o = conv1x1(reshape(A g))`` with C channels; ``y = x + gamma * o``, gamma a learned
+    scalar starting at 0, so the layer starts as the identity. The four 1x1 convolutions are
+    spectrally normalised unless ``spectral=False``. ``call(x, training, return_attention)``.
+    """
+
+    def __init__(self, key_reduction: int = 8, value_reduction: int = 2, pool: int = 2,
+                 spectral: bool = True, kernel_initializer="glorot_uniform",
+                 kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.key_reduction, self.value_reduction = int(key_reduction), int(value_reduction)
+        self.pool, self.spectral = int(pool), bool(spectral)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def _conv(self, filters, name):
+        conv = keras.layers.Conv2D(filters, 1, name=name,
+                                   kernel_initializer=self.kernel_initializer,
+                                   kernel_regularizer=self.kernel_regularizer)
+        return spectral_norm(conv, self.spectral)
+
+    def build(self, input_shape):
+        _, h, w, c = input_shape
+        if h is None or w is None or h % self.pool or w % self.pool:
+            raise ValueError(f"SelfAttention needs static H, W divisible by {self.pool}, "
+                             f"got {input_shape}")
+        self.h, self.w, self.c = int(h), int(w), int(c)
+        self.ck, self.cv = self.c // self.key_reduction, self.c // self.value_reduction
+        self.theta = self._conv(self.ck, "theta")
+        self.phi = self._conv(self.ck, "phi")
+        self.g = self._conv(self.cv, "g")
+        self.out = self._conv(self.c, "out")
+        for conv in (self.theta, self.phi, self.g):
+            conv.build(input_shape)
+        self.out.build((input_shape[0], h, w, self.cv))
+        self.gamma = self.add_weight(name="gamma", shape=(1,), initializer="zeros")
+
+    def _pool(self, x):
+        return ops.max_pool(x, self.pool, strides=self.pool, padding="valid")
+
+    def call(self, inputs, training=None, return_attention=False):
+        hw, hw_pooled = self.h * self.w, (self.h // self.pool) * (self.w // self.pool)
+        theta = ops.reshape(self.theta(inputs, training=training), (-1, hw, self.ck))
+        phi = ops.reshape(self._pool(self.phi(inputs, training=training)), (-1, hw_pooled, self.ck))
+        g = ops.reshape(self._pool(self.g(inputs, training=training)), (-1, hw_pooled, self.cv))
+        logits = ops.matmul(theta, ops.transpose(phi, (0, 2, 1)))
+        attention = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), inputs.dtype)
+        o = ops.reshape(ops.matmul(attention, g), (-1, self.h, self.w, self.cv))
+        y = inputs + ops.cast(self.gamma, inputs.dtype) * self.out(o, training=training)
+        return (y, attention) if return_attention else y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "key_reduction": self.key_reduction,
+                "value_reduction": self.value_reduction, "pool": self.pool,
+                "spectral": self.spectral,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class ConditionalBatchNorm(keras.layers.Layer):
+    """Class-conditional batch normalization (de Vries et al. 2017; used by SAGAN, Zhang et
+    al. 2019, and BigGAN, Brock et al. 2019, arXiv 1809.11096).
+
+    ``x_hat`` is x normalised by an inner ``BatchNormalization(center=False, scale=False)``
+    (batch statistics over (N, H, W) when ``training``, moving averages otherwise); the
+    output is ``gamma_c * x_hat + beta_c``.
+
+    - Table mode (``num_classes`` given; SAGAN): ``call([x, labels])``, gamma and beta are
+      rows of (num_classes, C) tables (init ones / zeros) picked by the integer labels.
+    - Dense mode (``num_classes=None``; BigGAN): ``call([x, cond])``, ``gamma = gamma_offset
+      + Dense(C)(cond)`` and ``beta = Dense(C)(cond)`` from a condition vector (shared class
+      embedding joined with a chunk of z); the dense layers are spectrally normalised unless
+      ``spectral=False`` and take ``kernel_initializer`` / ``kernel_regularizer``.
+    """
+
+    def __init__(self, num_classes: int | None = None, momentum: float = 0.9,
+                 epsilon: float = 1e-5, gamma_offset: float = 1.0, spectral: bool = True,
+                 kernel_initializer="orthogonal", kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.gamma_offset, self.spectral = float(gamma_offset), bool(spectral)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bn = keras.layers.BatchNormalization(momentum=self.momentum, epsilon=self.epsilon,
+                                                  center=False, scale=False, name="bn")
+
+    def build(self, input_shape):
+        x_shape, cond_shape = input_shape
+        c = int(x_shape[-1])
+        self.bn.build(x_shape)
+        if self.num_classes is not None:
+            self.gamma = self.add_weight(name="gamma", shape=(self.num_classes, c),
+                                         initializer="ones")
+            self.beta = self.add_weight(name="beta", shape=(self.num_classes, c),
+                                        initializer="zeros")
+        else:
+            def dense(name):
+                return spectral_norm(keras.layers.Dense(
+                    c, name=name, kernel_initializer=self.kernel_initializer,
+                    kernel_regularizer=self.kernel_regularizer), self.spectral)
+            self.gamma_dense, self.beta_dense = dense("gamma_dense"), dense("beta_dense")
+            self.gamma_dense.build(cond_shape)
+            self.beta_dense.build(cond_shape)
+
+    def call(self, inputs, training=None):
+        x, cond = inputs
+        x_hat = self.bn(x, training=training)
+        if self.num_classes is not None:
+            labels = ops.reshape(ops.cast(cond, "int32"), (-1,))
+            gamma, beta = ops.take(self.gamma, labels, axis=0), ops.take(self.beta, labels, axis=0)
+        else:
+            gamma = self.gamma_offset + self.gamma_dense(cond, training=training)
+            beta = self.beta_dense(cond, training=training)
+        gamma = ops.cast(gamma, x_hat.dtype)[:, None, None, :]
+        beta = ops.cast(beta, x_hat.dtype)[:, None, None, :]
+        return gamma * x_hat + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "momentum": self.momentum, "epsilon": self.epsilon,
+                "gamma_offset": self.gamma_offset, "spectral": self.spectral,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class OrthogonalRegularizer(keras.regularizers.Regularizer):
+    """BigGAN's orthogonal regularisation (Brock et al. 2019, arXiv 1809.11096, sec. 3.1):
+    ``beta * ||W^T W * (1 - I)||_F^2 = beta * sum_{i != j} (w_i . w_j)^2``.
+
+    The kernel is reshaped to (-1, C_out), so w_i are the filters. Only the off-diagonal
+    products are penalised: filters are pushed towards being mutually orthogonal while their
+    norms stay free. ``squared=False`` returns ``beta * ||.||_F`` (what the book's code
+    computes, although its formula is squared).
+    """
+
+    def __init__(self, beta: float = 1e-4, squared: bool = True):
+        self.beta, self.squared = float(beta), bool(squared)
+
+    def __call__(self, w):
+        mat = ops.reshape(ops.cast(w, "float32"), (-1, ops.shape(w)[-1]))
+        gram = ops.matmul(ops.transpose(mat), mat)
+        off = gram * (1.0 - ops.eye(ops.shape(gram)[0], dtype=gram.dtype))
+        total = ops.sum(ops.square(off))
+        return self.beta * (total if self.squared else ops.sqrt(total + 1e-12))
+
+    def get_config(self):
+        return {"beta": self.beta, "squared": self.squared}
 
 
 def _lrelu(x):
@@ -367,42 +543,3 @@ def truncated_z(shape, threshold: float = 1.0, seed: int | None = None):
         u = tf.random.stateless_uniform(shape, seed=(int(seed), 0), dtype=tf.float64)
     z = tf.math.ndtri(tf.cast(low, tf.float64) + u * tf.cast(high - low, tf.float64))
     return tf.cast(tf.clip_by_value(z, -t, t), tf.float32)
-
-
-def cifar10_dataset(batch_size: int = 32, split: str = "train", shuffle: int = 10_000,
-                    smoke_examples: int = 64, data_dir=None) -> tf.data.Dataset:
-    """CIFAR-10 ``(images in [-1, 1], int32 labels)`` batches, shuffled, repeated."""
-    from .data import load
-
-    ds, _ = load("cifar10", split, as_supervised=True, smoke_examples=smoke_examples,
-                 data_dir=data_dir)
-    ds = ds.map(lambda x, y: ((tf.cast(x, tf.float32) - 127.5) / 127.5, tf.cast(y, tf.int32)),
-                num_parallel_calls=tf.data.AUTOTUNE).cache()
-    if shuffle:
-        ds = ds.shuffle(shuffle)
-    return ds.repeat().batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-class ClassGridCallback(keras.callbacks.Callback):
-    """Every ``every`` steps (and before training) draw G on fixed ``(z, labels)`` and keep
-    the images in ``frames`` with their step numbers in ``steps``."""
-
-    def __init__(self, z, labels, every: int = 2500):
-        super().__init__()
-        self.z = np.asarray(z, "float32")
-        self.labels = np.asarray(labels, "int32")
-        self.every, self.frames, self.steps, self._step = int(every), [], [], 0
-
-    def _record(self):
-        images = self.model.generator([self.z, self.labels], training=False)
-        self.frames.append(keras.ops.convert_to_numpy(images))
-        self.steps.append(self._step)
-
-    def on_train_begin(self, logs=None):
-        if not self.steps or self.steps[-1] != self._step:
-            self._record()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self._step % self.every == 0:
-            self._record()

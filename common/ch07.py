@@ -1,44 +1,349 @@
-"""High-resolution face GANs of Chapter 7: ProGAN and StyleGAN, and their progressive training.
-
-- ProGAN (Karras et al. 2018, "Progressive Growing of GANs for Improved Quality, Stability,
-  and Variation", arXiv 1710.10196): generator and discriminator grown from 4x4 to the
-  target resolution one doubling at a time, each new block faded in.
-- StyleGAN (Karras et al. 2019, "A Style-Based Generator Architecture for Generative
-  Adversarial Networks", arXiv 1812.04948): a mapping network z -> w, a learned constant
-  input, per-block noise and AdaIN style modulation; it reuses ProGAN's discriminator and
-  training loop. :func:`mix_styles` and :func:`truncate` act on the per-block styles.
-
-Both generators hold every block up to the target resolution as a separate functional
-model (so its parameters can be counted and its weights carry over between phases) and
-run the blocks up to the current resolution, set by ``set_resolution``. :class:`ProgressiveGAN`
-trains them with ``fit``, one phase at a time (WGAN-GP with ProGAN's drift term).
-"""
-
+"""Chapter 7: transitional module (split from the topic modules; to be generated from the notebooks)."""
 from __future__ import annotations
 
+import numpy as np
+import keras
+from keras import ops
+import tensorflow as tf
 import math
 from pathlib import Path
-
-import numpy as np
-import tensorflow as tf
-import keras
 from keras import layers, ops
+from common.ch03 import gradient_penalty
+from common.ch05 import instance_normalize
 
-from .layers import (EqualizedConv2D, EqualizedDense, FadeIn, LearnedConstant, MappingNetwork,
-                     MinibatchStdDev, NoiseInjection, PixelNorm, StyleAdaIN)
-from .losses import drift_penalty, gradient_penalty
 
-__all__ = [
-    "FILTERS", "BATCH_SIZES", "resolutions", "filters_at", "to_rgb", "from_rgb",
-    "progan_generator_base", "progan_generator_block", "progan_discriminator_base",
-    "progan_discriminator_block", "ProGANGenerator", "ProGANDiscriminator", "build_progan",
-    "stylegan_base_block", "stylegan_synthesis_block", "StyleGANGenerator", "build_stylegan",
-    "mix_styles", "truncate", "progressive_schedule", "ProgressiveGAN", "fit_progressive",
-    "celeba_faces", "at_resolution", "save_stylegan", "load_stylegan", "save_phase",
-]
+def _leaky(x, slope: float = 0.2):
+    return ops.leaky_relu(x, negative_slope=slope)
+
+
+@keras.saving.register_keras_serializable(package="common")
+class PixelNorm(keras.layers.Layer):
+    """Pixelwise feature normalisation of ProGAN (Karras et al. 2018, "Progressive Growing of
+    GANs", arXiv 1710.10196, sec. 4.2): ``b = a / sqrt(mean_c(a_c^2) + epsilon)``.
+
+    Every pixel's feature vector is scaled to unit root mean square over the channel axis
+    only. No weights. Computed in float32 (1e-8 underflows in float16) and cast back.
+    """
+
+    def __init__(self, epsilon: float = 1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        scale = ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
+        return ops.cast(x * scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class MinibatchStdDev(keras.layers.Layer):
+    """Minibatch standard deviation of ProGAN (Karras et al. 2018, sec. 3): one extra channel
+    telling the discriminator how varied the samples of a small group are.
+
+    The batch of N is split into G groups' worth of members by reshaping to
+    ``(G, N/G, H, W, C)``: sample ``n = g*(N/G) + m`` belongs to group ``m``. For each group the
+    population std over its G members (``sqrt(var + epsilon)``) is averaged over (H, W, C) into
+    one number, which is broadcast to an (H, W, 1) map for every member and concatenated:
+    output ``(N, H, W, C+1)``. ``G = min(group_size, N)``, or the largest divisor of N below it
+    when N is not divisible (the batch size may be dynamic).
+    """
+
+    def __init__(self, group_size: int = 4, epsilon: float = 1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.group_size, self.epsilon = int(group_size), float(epsilon)
+
+    def _group(self, n):
+        sizes = ops.arange(self.group_size, 0, -1, dtype="int32")
+        fits = ops.logical_and(ops.equal(n % sizes, 0), sizes <= n)
+        return ops.take(sizes, ops.argmax(ops.cast(fits, "int32")))
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        shape = ops.shape(x)
+        n, h, w = shape[0], shape[1], shape[2]
+        g = self._group(ops.cast(n, "int32"))
+        grouped = ops.reshape(x, (g, -1, shape[1], shape[2], shape[3]))
+        var = ops.mean(ops.square(grouped - ops.mean(grouped, axis=0, keepdims=True)), axis=0)
+        std = ops.mean(ops.sqrt(var + self.epsilon), axis=(1, 2, 3))  # (N/G,)
+        per_sample = ops.tile(std, (g,))  # sample g*(N/G)+m gets group m's value
+        extra = ops.broadcast_to(ops.reshape(per_sample, (-1, 1, 1, 1)), (n, h, w, 1))
+        return ops.cast(ops.concatenate([x, extra], axis=-1), inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        c = input_shape[-1]
+        return (*input_shape[:-1], None if c is None else c + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class EqualizedDense(keras.layers.Layer):
+    """Dense layer with the equalized learning rate of ProGAN (Karras et al. 2018, sec. 4.1).
+
+    The stored kernel is drawn from N(0, 1/lrmul^2) and multiplied at run time by
+    ``c = sqrt(gain / fan_in) * lrmul`` (He's constant), the bias by ``lrmul``. With Adam, whose
+    step size ignores the gradient's scale, every layer then learns at the same relative
+    speed. ``lrmul < 1`` slows a layer down (StyleGAN's mapping network uses 0.01; Karras et
+    al. 2019, "A Style-Based Generator Architecture for GANs", arXiv 1812.04948).
+    """
+
+    def __init__(self, units: int, gain: float = 2.0, lrmul: float = 1.0, use_bias: bool = True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.gain, self.lrmul = int(units), float(gain), float(lrmul)
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        fan_in = int(input_shape[-1])
+        self.scale = float(np.sqrt(self.gain / fan_in) * self.lrmul)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(fan_in, self.units),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0 / self.lrmul))
+        self.bias = (self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+                     if self.use_bias else None)
+
+    def call(self, inputs):
+        out = ops.matmul(inputs, ops.cast(self.kernel, self.compute_dtype) * self.scale)
+        if self.bias is not None:
+            out = out + ops.cast(self.bias, self.compute_dtype) * self.lrmul
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "gain": self.gain,
+                "lrmul": self.lrmul, "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class EqualizedConv2D(keras.layers.Layer):
+    """2-D convolution with ProGAN's equalized learning rate (Karras et al. 2018, sec. 4.1).
+
+    ``y = conv(pad(x), w * sqrt(gain / (k*k*C_in)) * lrmul, VALID) + b * lrmul``, stride 1,
+    with w stored as N(0, 1/lrmul^2). ``pad`` adds (k-1)/2 pixels on each side (reflect, as in
+    the book, to avoid dark borders; or ``'zero'``), so the spatial size is kept.
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 3, gain: float = 2.0, lrmul: float = 1.0,
+                 padding: str = "reflect", **kwargs):
+        super().__init__(**kwargs)
+        if int(kernel_size) % 2 == 0:
+            raise ValueError("EqualizedConv2D needs an odd kernel size")
+        if padding not in ("reflect", "zero"):
+            raise ValueError(f"padding must be 'reflect' or 'zero', got {padding!r}")
+        self.filters, self.kernel_size = int(filters), int(kernel_size)
+        self.gain, self.lrmul, self.padding = float(gain), float(lrmul), padding
+
+    def build(self, input_shape):
+        c_in = int(input_shape[-1])
+        k = self.kernel_size
+        self.scale = float(np.sqrt(self.gain / (k * k * c_in)) * self.lrmul)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(k, k, c_in, self.filters),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0 / self.lrmul))
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        p = (self.kernel_size - 1) // 2
+        x = inputs
+        if p:
+            mode = "reflect" if self.padding == "reflect" else "constant"
+            x = ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode=mode)
+        kernel = ops.cast(self.kernel, self.compute_dtype) * self.scale
+        out = ops.conv(x, kernel, strides=1, padding="valid")
+        return out + ops.cast(self.bias, self.compute_dtype) * self.lrmul
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": self.kernel_size, "gain": self.gain, "lrmul": self.lrmul,
+                "padding": self.padding}
+
+
+class FadeIn(keras.layers.Layer):
+    """Fade-in of a newly added resolution (Karras et al. 2018, sec. 3):
+    ``call([new, old]) = alpha * new + (1 - alpha) * old``.
+
+    ``alpha`` is a non-trainable scalar ``keras.Variable`` owned by the training model and
+    shared by generator and discriminator, assigned in-graph so nothing is retraced.
+    """
+
+    def __init__(self, alpha_variable, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = alpha_variable
+
+    def call(self, inputs):
+        new, old = inputs
+        a = ops.cast(self.alpha, new.dtype)
+        return a * new + (1.0 - a) * old
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="common")
+class NoiseInjection(keras.layers.Layer):
+    """StyleGAN's per-pixel noise (Karras et al. 2019, sec. 2): ``x + B * n`` with one noise
+    map ``n ~ N(0, 1)`` of shape (B, H, W, 1) broadcast over channels and a learned
+    per-channel scale B initialised to zero. ``call(x, noise=None)`` (or ``call([x, noise])``
+    in a functional model) draws fresh noise when none is given."""
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]
+        self.noise_scale = self.add_weight(name="noise_scale", shape=(int(input_shape[-1]),),
+                                           initializer="zeros")
+
+    def call(self, inputs, noise=None):
+        if isinstance(inputs, (list, tuple)):  # functional use: [x, noise]
+            inputs, noise = inputs
+        if noise is None:
+            s = ops.shape(inputs)
+            noise = keras.random.normal((s[0], s[1], s[2], 1), seed=self.seed_generator,
+                                        dtype=self.compute_dtype)
+        return inputs + ops.cast(noise, inputs.dtype) * ops.cast(self.noise_scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
+            return input_shape[0]
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class StyleAdaIN(keras.layers.Layer):
+    """StyleGAN's style modulation (Karras et al. 2019, eq. 1): ``call([x, w])`` instance-
+    normalises x over (H, W) and returns ``y_s * x_hat + y_b`` with ``y_s = 1 + A_s(w)`` and
+    ``y_b = A_b(w)``, A_s and A_b equalized dense layers (gain 1) of w. The output's
+    per-sample, per-channel mean is ``y_b`` and its std ``|y_s|``. The normalisation is
+    :func:`instance_normalize` (the core of :class:`AdaIN`), computed in float32."""
+
+    def __init__(self, epsilon: float = 1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        x_shape, w_shape = input_shape
+        c = int(x_shape[-1])
+        self.style_scale = EqualizedDense(c, gain=1.0, name="style_scale")
+        self.style_bias = EqualizedDense(c, gain=1.0, name="style_bias")
+        self.style_scale.build(w_shape)
+        self.style_bias.build(w_shape)
+
+    def styles(self, w):
+        """``(y_s, y_b)`` of shape (B, C) for style vectors w (B, w_dim)."""
+        return 1.0 + self.style_scale(w), self.style_bias(w)
+
+    def call(self, inputs):
+        x, w = inputs
+        y_s, y_b = self.styles(w)
+        y_s = ops.cast(y_s, x.dtype)[:, None, None, :]
+        y_b = ops.cast(y_b, x.dtype)[:, None, None, :]
+        x_hat = ops.cast(instance_normalize(ops.cast(x, "float32"), self.epsilon), x.dtype)
+        return y_s * x_hat + y_b
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class LearnedConstant(keras.layers.Layer):
+    """StyleGAN's learned 4x4 input (Karras et al. 2019, sec. 2): a trainable tensor of
+    ``shape`` initialised to ones, tiled to the batch size of the reference input."""
+
+    def __init__(self, shape=(4, 4, 512), **kwargs):
+        super().__init__(**kwargs)
+        self.const_shape = tuple(int(s) for s in shape)
+
+    def build(self, input_shape):
+        self.const = self.add_weight(name="const", shape=self.const_shape, initializer="ones")
+
+    def call(self, reference):
+        n = ops.shape(reference)[0]
+        c = ops.cast(self.const, self.compute_dtype)[None]
+        return ops.tile(c, (n,) + (1,) * len(self.const_shape))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.const_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "shape": self.const_shape}
+
+
+@keras.saving.register_keras_serializable(package="common")
+class MappingNetwork(keras.layers.Layer):
+    """StyleGAN's mapping network f: z -> w (Karras et al. 2019, sec. 2): PixelNorm(z), then
+    ``n_layers`` x [EqualizedDense(w_dim, lrmul) + LeakyReLU(0.2)]; lrmul 0.01 makes it learn
+    100x slower than the synthesis network. With ``n_broadcast`` the output is tiled to
+    ``(B, n_broadcast, w_dim)``: one copy of w per synthesis block."""
+
+    def __init__(self, w_dim: int = 512, n_layers: int = 8, lrmul: float = 0.01,
+                 n_broadcast: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.w_dim, self.n_layers, self.lrmul = int(w_dim), int(n_layers), float(lrmul)
+        self.n_broadcast = None if n_broadcast is None else int(n_broadcast)
+        self.norm = PixelNorm()
+        self.dense = [EqualizedDense(self.w_dim, lrmul=self.lrmul, name=f"dense_{i}")
+                      for i in range(self.n_layers)]
+
+    def build(self, input_shape):
+        shape = input_shape
+        for layer in self.dense:
+            layer.build(shape)
+            shape = (*shape[:-1], self.w_dim)
+
+    def call(self, z):
+        x = self.norm(z)
+        for layer in self.dense:
+            x = _leaky(layer(x))
+        if self.n_broadcast is not None:
+            x = ops.repeat(x[:, None, :], self.n_broadcast, axis=1)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        if self.n_broadcast is None:
+            return (input_shape[0], self.w_dim)
+        return (input_shape[0], self.n_broadcast, self.w_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "w_dim": self.w_dim, "n_layers": self.n_layers,
+                "lrmul": self.lrmul, "n_broadcast": self.n_broadcast}
+
+
+def drift_penalty(real_out, fake_out, weight: float = 1e-3):
+    """ProGAN's drift term ``weight * mean(D^2)`` over the real and fake scores together
+    (as the book does; the paper, Karras et al. 2018, uses the real scores only). It keeps a
+    Wasserstein critic's outputs from drifting far from zero."""
+    real_out = ops.convert_to_tensor(real_out)
+    both = ops.concatenate([ops.reshape(real_out, (-1,)),
+                            ops.reshape(ops.cast(fake_out, real_out.dtype), (-1,))], axis=0)
+    return weight * ops.mean(ops.square(both))
+
 
 #: Feature maps per resolution (book, = paper's CelebA-HQ network).
 FILTERS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+
 #: Batch size per resolution (book): 16 up to 64x64, then halved per doubling.
 BATCH_SIZES = {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 8, 256: 4, 512: 2, 1024: 1}
 
@@ -63,9 +368,6 @@ def filters_at(res: int, max_filters: int = 512, table=None) -> int:
 def _lrelu(x):
     return layers.LeakyReLU(0.2)(x)
 
-
-# --------------------------------------------------------------------------------------------
-# ProGAN blocks (each a small functional model)
 
 def to_rgb(filters: int, res: int) -> keras.Model:
     """1x1 equalized convolution to 3 channels, gain 1, **linear** output (the book's tanh was
@@ -218,9 +520,6 @@ def build_progan(target_res: int = 64, z_dim: int = 512, max_filters: int = 512,
     d = ProGANDiscriminator(target_res, max_filters, filter_table, alpha=alpha)
     return g, d
 
-
-# --------------------------------------------------------------------------------------------
-# StyleGAN
 
 def _style_layer(x, w, noise):
     """Noise -> LReLU -> StyleAdaIN: the tail of every StyleGAN convolution."""
@@ -390,9 +689,6 @@ def build_stylegan(target_res: int = 64, z_dim: int = 512, w_dim: int = 512,
     d = ProGANDiscriminator(target_res, max_filters, alpha=alpha)
     return g, d
 
-
-# --------------------------------------------------------------------------------------------
-# Progressive training
 
 def progressive_schedule(start_res: int, target_res: int, images_per_phase: int,
                          batch_sizes=None) -> list[tuple]:
@@ -575,27 +871,6 @@ def fit_progressive(gan: ProgressiveGAN, images: tf.data.Dataset, schedule, call
         res, phase, _, steps = schedule[-1]
         gan.grow(res, phase, steps)  # everything was done: leave the networks at the end
     return records
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-
-def celeba_faces(target_res: int = 64, split: str = "train", smoke_examples: int = 64,
-                 shuffle: int = 10_000, data_dir=None) -> tf.data.Dataset:
-    """CelebA faces cropped to 140x140 at offset (39, 19), resized (area) to ``target_res``,
-    scaled to [-1, 1], cached and shuffled (unbatched)."""
-    from .data import load
-
-    ds, _ = load("celeb_a", split, smoke_examples=smoke_examples, data_dir=data_dir)
-
-    def prepare(example):
-        face = tf.image.crop_to_bounding_box(example["image"], 39, 19, 140, 140)
-        face = tf.image.resize(tf.cast(face, tf.float32), (target_res, target_res),
-                               method="area")
-        return face / 127.5 - 1.0
-
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    return ds.shuffle(shuffle) if shuffle else ds
 
 
 def at_resolution(images: tf.data.Dataset, res: int) -> tf.data.Dataset:

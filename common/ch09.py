@@ -1,23 +1,9 @@
-"""The classical computer-vision half of a DeepFake face swap (Chapter 9).
-
-Frames in and out of video files (OpenCV), face detection (dlib's HOG + linear SVM or its
-CNN/MMOD detector), the 68 facial landmarks (dlib's shape predictor, shipped by the
-``face_recognition_models`` package), alignment of a face to a mean-face template with a
-similarity transform (Umeyama 1991), the random warping that makes training pairs, and the
-paste-back of a new face into a frame with masks and blending.
-
-This module uses dlib directly and locates the model files with :func:`model_paths`; it
-never imports ``face_recognition`` or ``face_recognition_models`` (the latter needs
-``pkg_resources``, and the former quits the interpreter when the latter fails).
-
-Every failure a reader can cause has one clear exception: :class:`NoFaceError` (an image
-without a detectable face), :class:`UnreadableFileError` (missing or undecodable image or
-video; a :class:`FileNotFoundError`) and :class:`EmptyVideoError` (a video that opens but
-yields no frame).
-"""
-
+"""Chapter 9: transitional module (split from the topic modules; to be generated from the notebooks)."""
 from __future__ import annotations
 
+import numpy as np
+import keras
+from keras import ops
 import functools
 import importlib.util
 import os
@@ -25,24 +11,193 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
-
 import cv2
-import numpy as np
-
-__all__ = [
-    "NoFaceError", "UnreadableFileError", "EmptyVideoError", "model_paths", "Detection",
-    "FaceDetector", "Landmarker", "default_detector", "default_landmarker", "css_to_box",
-    "box_to_css", "box_to_rect", "crop_box", "iou", "LANDMARK_GROUPS", "MEAN_FACE", "umeyama",
-    "alignment_matrix", "FaceGeometry", "locate_face", "align_face", "extract_face",
-    "FaceCrop", "random_transform", "random_warp", "training_batches", "hull_mask",
-    "warp_back", "square_mask", "feather", "match_color", "blend", "seamless_blend",
-    "SwapPipeline", "SwapResult", "read_image", "sample_photo", "identity_images",
-    "extract_faces", "sample_face", "read_frames", "video_info", "write_video", "save_frames",
-    "load_frames", "make_synthetic_clip", "animation_html", "draw_face", "add_caption",
-]
 
 
-# --------------------------------------------------------------------------- errors
+@keras.saving.register_keras_serializable(package="common")
+class PixelShuffle(keras.layers.Layer):
+    """Sub-pixel upsampling: rearrange channels into space, (H, W, C) -> (H*r, W*r, C/r^2).
+
+    out[y*r + i, x*r + j, c] = in[y, x, (i*r + j) * C/r^2 + c], i.e. ``depth_to_space``.
+    A convolution to ``r^2 * f`` channels followed by this layer is an upsampling
+    convolution without the checkerboard-prone zeros of a transposed convolution. No
+    weights. Shi et al. 2016, "Real-Time Single Image and Video Super-Resolution Using an
+    Efficient Sub-Pixel Convolutional Neural Network".
+    """
+
+    def __init__(self, scale: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        if int(scale) < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale}")
+        self.scale = int(scale)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels % (self.scale ** 2):
+            raise ValueError(f"PixelShuffle({self.scale}) needs channels divisible by "
+                             f"{self.scale ** 2}, got {channels}")
+
+    def call(self, inputs):
+        return ops.depth_to_space(inputs, self.scale, data_format="channels_last")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        r = self.scale
+        return (b, None if h is None else h * r, None if w is None else w * r,
+                None if c is None else c // (r * r))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale)
+        return config
+
+
+def _deepfake_upsample(x, filters: int, upsampler: str, name: str, activation=True):
+    """One 2x upsampling stage: nearest UpSampling2D + 3x3 conv (the book), or a 3x3 conv
+    to 4*filters channels + PixelShuffle(2) (the 2017 deepfakes code)."""
+    pass
+
+    if upsampler == "upsampling":
+        x = keras.layers.UpSampling2D(2, name=f"{name}_up")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
+        if activation:
+            x = keras.layers.LeakyReLU(negative_slope=0.1, name=f"{name}_lrelu")(x)
+        return x
+    if upsampler == "pixel_shuffle":
+        x = keras.layers.Conv2D(4 * filters, 3, padding="same", name=f"{name}_conv")(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.1, name=f"{name}_lrelu")(x)
+        return PixelShuffle(2, name=f"{name}_shuffle")(x)
+    raise ValueError(f"upsampler must be 'upsampling' or 'pixel_shuffle', got {upsampler!r}")
+
+
+def build_deepfake_encoder(input_shape=(64, 64, 3), latent_dim: int = 1024,
+                           width_divisor: int = 1, upsampler: str = "upsampling",
+                           name: str = "encoder") -> keras.Model:
+    """The DeepFake encoder shared by both identities (Chapter 9; the 2017 deepfakes code).
+
+    Four stride-2 5x5 convolutions with LeakyReLU(0.1) (128..1024 filters), a linear
+    Dense bottleneck of ``latent_dim``, a Dense back to 4x4x1024 and one upsampling stage
+    to (8, 8, 512). Filters and ``latent_dim`` are divided by ``width_divisor``.
+    With the defaults: 55,505,664 parameters (69,662,976 with ``upsampler='pixel_shuffle'``).
+    """
+    d = int(width_divisor)
+    inputs = keras.Input(shape=input_shape, name="input_layer")
+    x = inputs
+    for k, f in enumerate((128, 256, 512, 1024), start=1):
+        x = keras.Sequential([keras.layers.Conv2D(f // d, 5, strides=2, padding="same"),
+                              keras.layers.LeakyReLU(negative_slope=0.1)],
+                             name=f"Downsample_{k}")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(latent_dim // d, name="latent")(x)
+    x = keras.layers.Dense(4 * 4 * 1024 // d)(x)
+    x = keras.layers.Reshape((4, 4, 1024 // d))(x)
+    # The book ends with a linear 3x3 conv after upsampling; the deepfakes code's
+    # pixel-shuffle stage keeps its LeakyReLU.
+    x = _deepfake_upsample(x, 512 // d, upsampler, "Upsample_enc", activation=False)
+    return keras.Model(inputs, x, name=name)
+
+
+def build_deepfake_decoder(input_shape=(8, 8, 512), width_divisor: int = 1,
+                           upsampler: str = "upsampling", name: str = "decoder") -> keras.Model:
+    """A DeepFake decoder (one per identity): three upsampling stages (256, 128, 64
+    filters, LeakyReLU 0.1) from (8, 8, 512) to (64, 64, 64), then a 5x5 sigmoid conv to a
+    (64, 64, 3) face in [0, 1]. With the defaults: 1,553,539 parameters (6,199,747 with
+    ``upsampler='pixel_shuffle'``). ``input_shape`` channels are divided by ``width_divisor``.
+    """
+    d = int(width_divisor)
+    h, w, c = input_shape
+    inputs = keras.Input(shape=(h, w, c // d), name="input_layer")
+    x = inputs
+    for k, f in enumerate((256, 128, 64), start=1):
+        x = _deepfake_upsample(x, f // d, upsampler, f"Upsample_{k}")
+    outputs = keras.layers.Conv2D(3, 5, padding="same", activation="sigmoid", name="to_rgb")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="common")
+class DeepFake(keras.Model):
+    """Shared encoder + two decoders (the original DeepFake autoencoder, 2017).
+
+    Autoencoder A = decoder_a(encoder(.)) learns identity A's faces, autoencoder B
+    learns B's; the encoder is shared, so it must describe pose and expression in a way
+    both decoders understand. ``swap(x)`` = decoder_b(encoder(x)): B's face with A's pose.
+    ``train_step`` takes ``((warped_a, target_a), (warped_b, target_b))`` and does the A
+    update, then the B update, each with its own optimizer (Keras 3 optimizers are bound
+    to the variables they were built with). Metrics: ``loss_a``, ``loss_b`` (MAE).
+    """
+
+    def __init__(self, encoder, decoder_a, decoder_b, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder_a, self.decoder_b = encoder, decoder_a, decoder_b
+        self.loss_a_tracker = keras.metrics.Mean(name="loss_a")
+        self.loss_b_tracker = keras.metrics.Mean(name="loss_b")
+        self.built = True  # the three functional sub-models are built already
+
+    @classmethod
+    def build_default(cls, width_divisor: int = 1, upsampler: str = "upsampling",
+                      latent_dim: int = 1024, **kwargs):
+        """Encoder and two decoders from :func:`build_deepfake_encoder` / ``_decoder``."""
+        enc = build_deepfake_encoder(latent_dim=latent_dim, width_divisor=width_divisor,
+                                     upsampler=upsampler)
+        dec_a = build_deepfake_decoder(width_divisor=width_divisor, upsampler=upsampler,
+                                       name="decoder_a")
+        dec_b = build_deepfake_decoder(width_divisor=width_divisor, upsampler=upsampler,
+                                       name="decoder_b")
+        return cls(enc, dec_a, dec_b, **kwargs)
+
+    @property
+    def variables_a(self):
+        return self.encoder.trainable_variables + self.decoder_a.trainable_variables
+
+    @property
+    def variables_b(self):
+        return self.encoder.trainable_variables + self.decoder_b.trainable_variables
+
+    def compile(self, optimizer_a=None, optimizer_b=None, **kwargs):
+        """Two Adam optimizers by default (lr 5e-5, beta_1 0.5, as the book)."""
+        super().compile(**kwargs)
+        self.optimizer_a = optimizer_a or keras.optimizers.Adam(5e-5, beta_1=0.5, beta_2=0.999)
+        self.optimizer_b = optimizer_b or keras.optimizers.Adam(5e-5, beta_1=0.5, beta_2=0.999)
+        self.optimizer_a.build(self.variables_a)
+        self.optimizer_b.build(self.variables_b)
+
+    @property
+    def metrics(self):
+        return [self.loss_a_tracker, self.loss_b_tracker]
+
+    def call(self, inputs, training=False):
+        return self.decoder_a(self.encoder(inputs, training=training), training=training)
+
+    def reconstruct_b(self, inputs, training=False):
+        return self.decoder_b(self.encoder(inputs, training=training), training=training)
+
+    def swap(self, inputs):
+        """B's face with the pose and expression of the A faces in ``inputs``."""
+        return self.decoder_b(self.encoder(inputs, training=False), training=False)
+
+    def _step(self, warped, target, decoder, optimizer, variables):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            pred = decoder(self.encoder(warped, training=True), training=True)
+            loss = keras.ops.mean(keras.ops.abs(keras.ops.cast(target, pred.dtype) - pred))
+            # under a tf.distribute strategy the replicas' gradients are summed: scale the
+            # per-replica mean so that the update uses the mean over the global batch
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return loss
+
+    def train_step(self, data):
+        # fit() on a dataset of ((wa, ta), (wb, tb)) sees it as (x, y); train_on_batch
+        # passes (x, None, None): accept both.
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        (warped_a, target_a), (warped_b, target_b) = x if y is None else (x, y)
+        loss_a = self._step(warped_a, target_a, self.decoder_a, self.optimizer_a, self.variables_a)
+        loss_b = self._step(warped_b, target_b, self.decoder_b, self.optimizer_b, self.variables_b)
+        self.loss_a_tracker.update_state(loss_a)
+        self.loss_b_tracker.update_state(loss_b)
+        return {"loss_a": self.loss_a_tracker.result(), "loss_b": self.loss_b_tracker.result()}
+
 
 class NoFaceError(ValueError):
     """Raised when the detector finds no face in an image."""
@@ -55,8 +210,6 @@ class UnreadableFileError(FileNotFoundError):
 class EmptyVideoError(ValueError):
     """Raised when a video file opens but contains no frame."""
 
-
-# --------------------------------------------------------------------------- model files
 
 _MODEL_FILES = {
     "landmarks_68": "shape_predictor_68_face_landmarks.dat",
@@ -85,8 +238,6 @@ def model_paths() -> dict:
             "`pip install --force-reinstall face_recognition_models`.")
     return paths
 
-
-# --------------------------------------------------------------------------- boxes
 
 class Detection(NamedTuple):
     """A detected face: ``box`` = (left, top, right, bottom) in pixels and the detector's score."""
@@ -133,8 +284,6 @@ def iou(a, b) -> float:
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
-
-# --------------------------------------------------------------------------- detection
 
 def _check_uint8_image(img) -> np.ndarray:
     img = np.asarray(img)
@@ -209,8 +358,6 @@ def default_landmarker() -> Landmarker:
     return Landmarker()
 
 
-# --------------------------------------------------------------------------- landmarks
-
 #: dlib's 68 points by facial part (0-based). "right" is the subject's right (image left).
 LANDMARK_GROUPS = {
     "jaw": range(0, 17),
@@ -224,6 +371,7 @@ LANDMARK_GROUPS = {
     "inner_lips": range(60, 68),
 }
 
+
 # Mean positions of landmarks 17..67 in a unit box: the template that dlib's
 # get_face_chip_details (dlib/image_transforms/interpolation.h, Davis E. King,
 # Boost Software License 1.0) aligns faces to. The jaw (0..16) is left out: chin shapes vary.
@@ -236,6 +384,8 @@ _MEAN_X = [
     0.490127, 0.423532, 0.338094, 0.290379, 0.428096, 0.490127, 0.552157, 0.689874,
     0.553364, 0.490127, 0.42689,
 ]
+
+
 _MEAN_Y = [
     0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891,
     0.0187482, 0.038915, 0.106454, 0.203352, 0.307009, 0.409805, 0.515625, 0.587326,
@@ -245,12 +395,11 @@ _MEAN_Y = [
     0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746,
     0.784792, 0.824182, 0.831803, 0.824182,
 ]
+
+
 #: (51, 2) template of landmarks 17..67 in the unit square (dlib's mean face).
 MEAN_FACE = np.stack([_MEAN_X, _MEAN_Y], axis=1)
-MEAN_FACE.setflags(write=False)
 
-
-# --------------------------------------------------------------------------- alignment
 
 def umeyama(src, dst, estimate_scale: bool = True) -> np.ndarray:
     """Least-squares similarity transform taking points ``src`` onto ``dst`` (Umeyama 1991,
@@ -361,8 +510,6 @@ def extract_face(img, geometry: FaceGeometry = FaceGeometry(), detector=None,
     return FaceCrop(det.box, det.score, landmarks, M, canvas, crop)
 
 
-# --------------------------------------------------------------------------- augmentation
-
 def random_transform(img, rng, rotation_range: float = 10, zoom_range: float = 0.05,
                      shift_range: float = 0.05, flip_prob: float = 0.4) -> np.ndarray:
     """Random rotation (degrees), zoom and shift about the centre with replicated borders,
@@ -433,8 +580,6 @@ def training_batches(canvases, batch_size: int, seed: int = 0, transform: bool =
         warped, target = (np.stack(x).astype(np.float32) / 255.0 for x in zip(*pairs))
         yield warped, target
 
-
-# --------------------------------------------------------------------------- paste-back
 
 def hull_mask(shape_hw, landmarks) -> np.ndarray:
     """float32 (H, W) mask: 1 inside the convex hull of the landmarks, 0 outside."""
@@ -593,8 +738,6 @@ class SwapPipeline:
         return [self.process(f) for f in frames]
 
 
-# --------------------------------------------------------------------------- images
-
 def read_image(path) -> np.ndarray:
     """An image file as uint8 RGB; raises :class:`UnreadableFileError`."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.path.isfile(path) else None
@@ -641,7 +784,7 @@ def identity_images(source: str, identity: str | None = None, max_images: int | 
     * a folder of images or a video file (every ``every``-th frame).
     """
     if source == "lfw":
-        from .data import load
+        from common.data import load
 
         ds, _ = load("lfw", "train")
         wanted = identity.encode() if isinstance(identity, str) else identity
@@ -686,8 +829,6 @@ def extract_faces(images, geometry: FaceGeometry = FaceGeometry(), detector=None
         counts["kept"] += 1
     return canvases, counts
 
-
-# --------------------------------------------------------------------------- video
 
 def _open_capture(path):
     path = str(path)
@@ -878,8 +1019,6 @@ def animation_html(frames, fps: float = 10, scale: float = 3.0) -> str:
     plt.close(fig)
     return html
 
-
-# --------------------------------------------------------------------------- drawing
 
 _GROUP_COLORS = ["tab:gray", "tab:orange", "tab:orange", "tab:blue", "tab:blue", "tab:green",
                  "tab:green", "tab:red", "tab:pink"]

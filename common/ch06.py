@@ -1,54 +1,201 @@
-"""GauGAN (book Chapter 6): segmentation map -> photo with SPADE residual blocks.
-
-Park et al. 2019, "Semantic Image Synthesis with Spatially-Adaptive Normalization". The
-generator decodes a style code ``z`` (256-d, from N(0, I) or from a VAE-style encoder of a
-photo) while every residual block re-reads the one-hot segmentation map through
-:class:`~common.layers.SPADE`. The discriminator is a PatchGAN that returns its intermediate
-feature maps as well as its score map, used at several image scales (pix2pixHD, Wang et al.
-2018). Training (:class:`GauGAN`) combines the hinge adversarial loss, discriminator feature
-matching, a VGG19 perceptual loss and the encoder's KL divergence.
-
-Images are in [-1, 1]; segmentation maps are one-hot ``(B, H, W, K)`` float32.
-"""
-
+"""Chapter 6: transitional module (split from the topic modules; to be generated from the notebooks)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import tensorflow as tf
 import keras
 from keras import ops
+import tensorflow as tf
+import math
+from common.ch02 import kl_divergence
+from common.ch04 import InstanceNormalization
+from common.ch05 import STYLE_LAYERS, instance_normalize, vgg_feature_extractor, vgg_preprocess
 
-from .layers import InstanceNormalization, SPADEResBlock
-from .losses import (VGG_LOSS_WEIGHTS, feature_matching_loss, hinge_d_loss, hinge_g_loss,
-                     kl_divergence, perceptual_loss)
-from .style import STYLE_LAYERS, vgg_feature_extractor, vgg_preprocess
 
-__all__ = [
-    "FACADES_CLASSES",
-    "fit_palette",
-    "colors_to_labels",
-    "colors_to_onehot",
-    "colorize",
-    "build_gaugan_generator",
-    "build_gaugan_encoder",
-    "build_patchgan_features",
-    "MultiScaleDiscriminator",
-    "GauGAN",
-]
+@keras.saving.register_keras_serializable(package="common")
+class SPADE(keras.layers.Layer):
+    """Spatially-adaptive normalisation: ``SPADE(x, m) = norm(x) * (1 + gamma(m)) + beta(m)``.
+
+    ``x`` is normalised without learned parameters (batch norm over (N, H, W) by default, as
+    in the paper; ``norm='instance'`` for per-sample statistics). The segmentation map ``m``
+    (one-hot ``(B, H', W', K)``) is resized to x's size by nearest neighbour, passed through a
+    shared 3x3 conv with ReLU (``hidden`` filters), then two 3x3 convs give ``gamma`` and
+    ``beta`` of shape ``(B, H, W, C)``: a different scale and shift at every pixel, so the
+    map's layout survives normalisation. Park et al. 2019, "Semantic Image Synthesis with
+    Spatially-Adaptive Normalization". Call as ``SPADE(C)(x, segmap)``.
+    """
+
+    def __init__(self, filters: int, hidden: int = 128, kernel_size: int = 3, norm: str = "batch",
+                 epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        if norm not in ("batch", "instance"):
+            raise ValueError(f"norm must be 'batch' or 'instance', got {norm!r}")
+        self.filters, self.hidden, self.kernel_size = int(filters), int(hidden), int(kernel_size)
+        self.norm, self.epsilon = norm, float(epsilon)
+        self.shared = keras.layers.Conv2D(self.hidden, self.kernel_size, padding="same",
+                                          activation="relu", name="shared")
+        self.to_gamma = keras.layers.Conv2D(self.filters, self.kernel_size, padding="same",
+                                            name="gamma")
+        self.to_beta = keras.layers.Conv2D(self.filters, self.kernel_size, padding="same",
+                                           name="beta")
+        self.batch_norm = (keras.layers.BatchNormalization(center=False, scale=False,
+                                                           epsilon=self.epsilon, name="norm")
+                           if norm == "batch" else None)
+
+    def build(self, inputs_shape, segmap_shape=None):
+        input_shape = inputs_shape
+        if input_shape[-1] is not None and input_shape[-1] != self.filters:
+            raise ValueError(f"SPADE({self.filters}) got {input_shape[-1]} input channels")
+        if self.batch_norm is not None and not self.batch_norm.built:
+            self.batch_norm.build(input_shape)
+        if segmap_shape is not None and not self.shared.built:
+            b, h, w = input_shape[0], input_shape[1], input_shape[2]
+            self.shared.build((b, h, w, segmap_shape[-1]))
+            self.to_gamma.build((b, h, w, self.hidden))
+            self.to_beta.build((b, h, w, self.hidden))
+
+    def modulation(self, segmap, size):
+        """``(gamma, beta)`` computed from ``segmap`` at spatial ``size`` (H, W)."""
+        segmap = ops.image.resize(ops.cast(segmap, self.compute_dtype), size,
+                                  interpolation="nearest")
+        hidden = self.shared(segmap)
+        return self.to_gamma(hidden), self.to_beta(hidden)
+
+    def call(self, inputs, segmap, training=None):
+        if self.batch_norm is not None:
+            normalized = self.batch_norm(inputs, training=training)
+        else:
+            normalized = instance_normalize(inputs, self.epsilon)
+        shape = ops.shape(inputs)
+        gamma, beta = self.modulation(segmap, (shape[1], shape[2]))
+        return normalized * (1.0 + gamma) + beta
+
+    def compute_output_shape(self, inputs_shape, segmap_shape=None):
+        return inputs_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, hidden=self.hidden, kernel_size=self.kernel_size,
+                      norm=self.norm, epsilon=self.epsilon)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="common")
+class SPADEResBlock(keras.layers.Layer):
+    """SPADE residual block (Park et al. 2019, Fig. 4): two SPADE -> LeakyReLU(0.2) -> 3x3 conv
+    layers on the main path, added to the input. When the channel count changes the skip
+    path is learned: SPADE -> 1x1 conv without bias (as in the paper; the book's version uses
+    a 3x3 conv with a LeakyReLU there). Every SPADE sees the segmentation map. Call as
+    ``SPADEResBlock(filters)(x, segmap)``."""
+
+    def __init__(self, filters: int, input_channels: int, hidden: int = 128, norm: str = "batch",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.input_channels = int(filters), int(input_channels)
+        self.hidden, self.norm = int(hidden), norm
+        self.spade_1 = SPADE(self.input_channels, hidden, norm=norm, name="spade_1")
+        self.conv_1 = keras.layers.Conv2D(self.filters, 3, padding="same", name="conv_1")
+        self.spade_2 = SPADE(self.filters, hidden, norm=norm, name="spade_2")
+        self.conv_2 = keras.layers.Conv2D(self.filters, 3, padding="same", name="conv_2")
+        self.learned_skip = self.filters != self.input_channels
+        if self.learned_skip:
+            self.spade_skip = SPADE(self.input_channels, hidden, norm=norm, name="spade_skip")
+            self.conv_skip = keras.layers.Conv2D(self.filters, 1, use_bias=False, name="conv_skip")
+
+    def build(self, inputs_shape, segmap_shape=None):
+        input_shape = inputs_shape
+        b, h, w, _ = input_shape
+        out = (b, h, w, self.filters)
+        self.spade_1.build(input_shape, segmap_shape)
+        self.conv_1.build(input_shape)
+        self.spade_2.build(out, segmap_shape)
+        self.conv_2.build(out)
+        if self.learned_skip:
+            self.spade_skip.build(input_shape, segmap_shape)
+            self.conv_skip.build(input_shape)
+
+    def call(self, inputs, segmap, training=None):
+        x = self.conv_1(ops.leaky_relu(self.spade_1(inputs, segmap, training=training), 0.2))
+        x = self.conv_2(ops.leaky_relu(self.spade_2(x, segmap, training=training), 0.2))
+        skip = inputs
+        if self.learned_skip:
+            skip = self.conv_skip(self.spade_skip(inputs, segmap, training=training))
+        return skip + x
+
+    def compute_output_shape(self, inputs_shape, segmap_shape=None):
+        return (*inputs_shape[:-1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, input_channels=self.input_channels,
+                      hidden=self.hidden, norm=self.norm)
+        return config
+
+
+def hinge_d_loss(real_out, fake_out):
+    """Discriminator hinge loss ``mean relu(1 - D(x)) + mean relu(1 + D(G(z)))``.
+
+    A real score above +1 or a fake score below -1 costs nothing; inside the margin the cost
+    grows linearly (as in a support vector machine). Written with ``relu`` rather than
+    ``keras.losses.Hinge``, which silently turns 0/1 labels into -1/+1. Lim & Ye 2017,
+    "Geometric GAN"; used by SAGAN and GauGAN (Park et al. 2019).
+    """
+    real_out = ops.convert_to_tensor(real_out)
+    fake_out = ops.cast(ops.convert_to_tensor(fake_out), real_out.dtype)
+    return ops.mean(ops.relu(1.0 - real_out)) + ops.mean(ops.relu(1.0 + fake_out))
+
+
+def hinge_g_loss(fake_out):
+    """Generator loss of the hinge GAN, ``-mean D(G(z))`` (unbounded below, no margin)."""
+    return -ops.mean(fake_out)
+
+
+def feature_matching_loss(real_features, fake_features):
+    """Sum over layers of the mean absolute difference between the discriminator's features
+    of real and generated images (pix2pixHD, Wang et al. 2018; GauGAN). Pass the
+    intermediate feature maps only, not the final score map. The real features are targets:
+    no gradient flows into them."""
+    total = 0.0
+    for real, fake in zip(real_features, fake_features):
+        real = ops.stop_gradient(ops.convert_to_tensor(real))
+        total = total + ops.mean(ops.abs(real - ops.cast(fake, real.dtype)))
+    return total
+
+
+#: Layer weights of the VGG loss of pix2pixHD/GauGAN for block1..block5 ``conv1`` features:
+#: deeper layers, which describe structure rather than texture, count more.
+VGG_LOSS_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+
+
+def perceptual_loss(target_features, output_features, weights=None, distance: str = "l1"):
+    """Weighted sum over layers of the mean distance between two lists of feature maps
+    (for example VGG19 features of a real and a generated image): ``sum_i w_i *
+    mean|phi_i(y) - phi_i(y_hat)|`` (``distance='l1'``, pix2pixHD/GauGAN) or the mean squared
+    difference (``'l2'``; Johnson et al. 2016, "Perceptual Losses for Real-Time Style
+    Transfer and Super-Resolution"). ``weights`` defaults to 1 for every layer."""
+    if distance not in ("l1", "l2"):
+        raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
+    target_features, output_features = list(target_features), list(output_features)
+    weights = [1.0] * len(target_features) if weights is None else list(weights)
+    if not len(weights) == len(target_features) == len(output_features):
+        raise ValueError("need one weight and one output per target feature map")
+    total = 0.0
+    for w, target, output in zip(weights, target_features, output_features):
+        target = ops.stop_gradient(ops.convert_to_tensor(target))
+        diff = target - ops.cast(output, target.dtype)
+        per_layer = ops.mean(ops.abs(diff)) if distance == "l1" else ops.mean(ops.square(diff))
+        total = total + w * per_layer
+    return total
+
 
 #: Classes of the CMP facade labels used by the book (background, facade, window, door,
 #: cornice, sill, balcony, blind, deco, molding, pillar, shop).
 FACADES_CLASSES = 12
 
+
 # The book's generator: Dense to 4x4x(16*base), then residual blocks, each followed by a x2
 # up-sampling, with these filter multipliers (base 64: 1024, 1024, 1024, 512, 256, 128).
 _GENERATOR_MULTIPLIERS = (16, 16, 16, 8, 4, 2)
 
-
-# --------------------------------------------------------------------------------------------
-# Segmentation maps: colours <-> classes
 
 def fit_palette(color_maps, n_classes: int = FACADES_CLASSES, iterations: int = 20, seed: int = 0,
                 max_pixels: int = 200_000) -> np.ndarray:
@@ -103,9 +250,6 @@ def colorize(segmap, palette=None) -> np.ndarray:
         palette = palette / 255.0
     return palette[labels % len(palette)]
 
-
-# --------------------------------------------------------------------------------------------
-# Networks
 
 def _blocks(image_size: int) -> int:
     blocks = math.log2(image_size / 4)
@@ -222,9 +366,6 @@ class MultiScaleDiscriminator(keras.Model):
         return {"image_size": self.image_size, "n_classes": self.n_classes,
                 "n_scales": self.n_scales, "base_filters": self.base_filters}
 
-
-# --------------------------------------------------------------------------------------------
-# Training model
 
 class GauGAN(keras.Model):
     """GauGAN training with ``fit`` on ``(segmap, image)`` batches (one-hot maps, images in
@@ -359,3 +500,64 @@ class GauGAN(keras.Model):
         for key, value in logs.items():
             self.trackers[key].update_state(value)
         return {k: t.result() for k, t in self.trackers.items()}
+
+
+def interpolate_latents(z0, z1, steps: int = 8) -> np.ndarray:
+    """``steps`` codes evenly spaced on the segment from ``z0`` to ``z1`` (both included),
+    shape ``(steps, z_dim)``."""
+    z0, z1 = np.asarray(z0, np.float32), np.asarray(z1, np.float32)
+    t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
+    return (1.0 - t) * z0 + t * z1
+
+
+def project_to_latent(generator, target, *, mask=None, z_init=None, anchor=None,
+                      anchor_weight: float = 0.0, feature_fn=None, steps: int = 200,
+                      learning_rate: float = 0.05, restarts: int = 1, seed: int = 0):
+    """Find ``z`` minimising ``||mask * (f(G(z)) - f(target))||^2 (mean) + anchor_weight *
+    ||z - anchor||^2`` with Adam; the generator stays frozen.
+
+    - projection: ``mask=None`` compares every pixel (or the features ``feature_fn`` of the
+      images, e.g. VGG activations, as in the paper);
+    - editing: ``mask`` (broadcastable to the image, 1 where the user painted) restricts the
+      data term to the strokes, and ``anchor`` (the original code) with ``anchor_weight``
+      keeps the rest of the image close to where it was (the paper's smoothness term).
+
+    ``target`` is one image ``(H, W, C)`` in the generator's range. ``restarts`` random
+    initial codes are optimised together and the best is returned. Returns ``(z, image,
+    losses)``: the code ``(z_dim,)``, its image, and the best loss after each step.
+    """
+    z_dim = int(generator.input_shape[-1])
+    target = tf.convert_to_tensor(np.asarray(target, np.float32)[None])
+    mask = tf.ones_like(target) if mask is None else tf.convert_to_tensor(np.asarray(mask, np.float32))
+    if z_init is None:
+        start = tf.random.stateless_normal((restarts, z_dim), seed=(seed, 1))
+    else:
+        start = tf.tile(tf.convert_to_tensor(np.asarray(z_init, np.float32).reshape(1, z_dim)), (restarts, 1))
+    z = tf.Variable(start, name="z")
+    anchor_t = tf.zeros((1, z_dim)) if anchor is None else tf.constant(np.asarray(anchor, np.float32).reshape(1, z_dim))
+    features = feature_fn or (lambda x: x)
+    target_features = tf.stop_gradient(features(target * mask))
+    optimizer = keras.optimizers.Adam(learning_rate)
+
+    def per_code_loss():
+        images = generator(z, training=False)
+        diff = features(images * mask) - target_features
+        data = tf.reduce_mean(tf.square(tf.reshape(diff, (restarts, -1))), axis=1)
+        return data + anchor_weight * tf.reduce_sum(tf.square(z - anchor_t), axis=1)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            losses = per_code_loss()
+            total = tf.reduce_sum(losses)
+        optimizer.apply_gradients([(tape.gradient(total, z), z)])
+        return losses
+
+    history = []
+    for _ in range(int(steps)):
+        history.append(float(tf.reduce_min(step())))
+    final = per_code_loss().numpy()
+    best = int(np.argmin(final))
+    z_best = z.numpy()[best]
+    image = np.asarray(generator(z_best[None], training=False))[0]
+    return z_best, image, history

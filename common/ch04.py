@@ -1,59 +1,81 @@
-"""Image-to-image translation (book Chapter 4): networks and training models.
-
-Networks
-  :func:`downsample_block`, :func:`upsample_block` (the two building blocks),
-  :func:`unet_generator` (pix2pix, CycleGAN and, with ``z_dim > 0``, BicycleGAN),
-  :func:`patchgan_discriminator`, :func:`bicycle_encoder`, and the conditional DCGAN
-  :func:`conditional_dcgan_generator` / :func:`conditional_dcgan_discriminator`.
-Training models (``keras.Model`` subclasses with their own ``compile`` and ``train_step``,
-trained with ``fit``; one optimizer per network; every update applies its gradients to
-exactly one network's trainable variables)
-  :class:`ConditionalGAN`, :class:`Pix2Pix`, :class:`CycleGAN`, :class:`BicycleGAN`.
-
-Each training model splits its step into ``discriminator_step(batch)`` and
-``generator_step(batch)``; ``train_step`` calls the two in that order, and the tests call
-them one at a time to check which weights move. Targets of the patch losses take the
-shape of the discriminator's actual output, never a hard-coded 29 or 30.
-"""
-
+"""Chapter 4: transitional module (split from the topic modules; to be generated from the notebooks)."""
 from __future__ import annotations
 
-import tensorflow as tf
+import numpy as np
 import keras
+from keras import ops
+import tensorflow as tf
 from keras import layers
+from common.ch02 import GaussianSampling, kl_divergence
+from common.ch03 import discriminator_loss_bce, generator_loss_bce
 
-from .layers import GaussianSampling, InstanceNormalization, TileLatent
-from .losses import (
-    discriminator_loss_bce,
-    generator_loss_bce,
-    kl_divergence,
-    l1_loss,
-    lsgan_d_loss,
-    lsgan_g_loss,
-)
 
-__all__ = [
-    "downsample_block",
-    "upsample_block",
-    "unet_generator",
-    "patchgan_discriminator",
-    "bicycle_encoder",
-    "conditional_dcgan_generator",
-    "conditional_dcgan_discriminator",
-    "ConditionalGAN",
-    "Pix2Pix",
-    "CycleGAN",
-    "BicycleGAN",
-    "translation_grid",
-]
+@keras.saving.register_keras_serializable(package="common")
+class InstanceNormalization(keras.layers.GroupNormalization):
+    """Instance normalisation: ``gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    The mean and variance are taken per sample and per channel over the spatial axes (H, W)
+    of a ``(B, H, W, C)`` tensor, so no sample's output depends on the rest of the batch and
+    training and inference compute the same thing (no moving statistics). ``gamma`` (init 1)
+    and ``beta`` (init 0) have one value per channel: 2C parameters. This is Keras 3's
+    ``GroupNormalization`` with one channel per group, which is exactly how the retired
+    ``tensorflow_addons.layers.InstanceNormalization`` was defined (same epsilon, 1e-3).
+    Ulyanov et al. 2016, "Instance Normalization: The Missing Ingredient for Fast Stylization".
+    """
+
+    def __init__(self, epsilon: float = 1e-3, **kwargs):
+        kwargs.pop("groups", None)  # a saved config carries the resolved group count
+        super().__init__(groups=-1, epsilon=epsilon, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="common")
+class TileLatent(keras.layers.Layer):
+    """Repeat a latent code over an image grid: called on ``[z, reference]`` with ``z`` of
+    shape ``(B, d)`` and ``reference`` of shape ``(B, H, W, C)``, returns ``(B, H, W, d)`` with
+    ``out[b, i, j, :] == z[b]`` at every position. BicycleGAN (Zhu et al. 2017, "Toward
+    Multimodal Image-to-Image Translation") concatenates this to the input image so every
+    pixel of the generator's input carries the code. Implemented by broadcasting, so the
+    batch size is preserved (the book's ``tf.tile`` multiples squared it). No weights."""
+
+    def call(self, inputs):
+        z, reference = inputs
+        z = ops.cast(z, self.compute_dtype)
+        grid = ops.zeros_like(ops.cast(reference[..., :1], self.compute_dtype))
+        return grid + z[:, None, None, :]
+
+    def compute_output_shape(self, input_shape):
+        z_shape, ref_shape = input_shape
+        return (ref_shape[0], ref_shape[1], ref_shape[2], z_shape[-1])
+
+
+def lsgan_d_loss(real_out, fake_out, half: bool = True):
+    """Least-squares discriminator loss ``mean (D(x) - 1)^2 + mean D(G(z))^2``, times 0.5
+    when ``half`` (CycleGAN's discriminators; BicycleGAN's book code has no 0.5). The targets
+    take the shape of the discriminator's output, so it works for patch maps of any size.
+    Mao et al. 2017, "Least Squares Generative Adversarial Networks"."""
+    real_out = ops.convert_to_tensor(real_out)
+    fake_out = ops.cast(ops.convert_to_tensor(fake_out), real_out.dtype)
+    total = ops.mean(ops.square(real_out - 1.0)) + ops.mean(ops.square(fake_out))
+    return 0.5 * total if half else total
+
+
+def lsgan_g_loss(fake_out):
+    """Least-squares generator loss ``mean (D(G(z)) - 1)^2`` (fakes pushed to the real target)."""
+    fake_out = ops.convert_to_tensor(fake_out)
+    return ops.mean(ops.square(fake_out - 1.0))
+
+
+def l1_loss(target, output):
+    """Mean absolute error ``mean |target - output|`` over every element (the L1 term of
+    pix2pix, CycleGAN's cycle and identity losses, BicycleGAN's image and latent terms)."""
+    output = ops.convert_to_tensor(output)
+    target = ops.cast(ops.convert_to_tensor(target), output.dtype)
+    return ops.mean(ops.abs(target - output))
 
 
 def _init():
     return keras.initializers.RandomNormal(0.0, 0.02)
 
-
-# --------------------------------------------------------------------------------------------
-# Building blocks
 
 def _block(stages, norm, activation, dropout, name):
     """Append the optional instance norm -> LeakyReLU(0.2) -> Dropout(0.5) tail shared by the
@@ -87,9 +109,6 @@ def upsample_block(filters: int, kernel: int = 4, norm: bool = True, activation:
                             kernel_initializer=_init())]
     return _block(stages, norm, activation, dropout, name)
 
-
-# --------------------------------------------------------------------------------------------
-# Generators, discriminators, encoder
 
 def unet_generator(image_shape=(256, 256, 3), base_filters: int = 64, z_dim: int = 0,
                    out_channels: int | None = None, name: str = "unet_generator"):
@@ -264,9 +283,6 @@ def conditional_dcgan_discriminator(num_classes: int = 10, width: int = 64,
     out = layers.Dense(1, activation="sigmoid", name="real_prob")(x)
     return keras.Model([image, label], out, name=name)
 
-
-# --------------------------------------------------------------------------------------------
-# Training models
 
 def _adam(learning_rate=2e-4, beta_1=0.5, beta_2=0.999):
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2)
@@ -579,32 +595,3 @@ class BicycleGAN(_Translator):
         del tape
         return {"gan_vae": gan_vae, "gan_lr": gan_lr, "l1_image": l1_image,
                 "l1_latent": l1_latent, "kl": kl, "e_loss": e_loss, "g_loss": g_loss}
-
-
-# --------------------------------------------------------------------------------------------
-# Pictures
-
-def translation_grid(columns, titles=None, scale: float = 2.2, suptitle: str | None = None):
-    """Show rows of ``[input, target, output, ...]``: ``columns`` is a list of image batches
-    ``(N, H, W, C)`` in [-1, 1] (one per column, same N), mapped to [0, 1] for display.
-    Returns the matplotlib figure."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    columns = [np.clip((np.asarray(c, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0) for c in columns]
-    rows, cols = len(columns[0]), len(columns)
-    fig, axes = plt.subplots(rows, cols, figsize=(scale * cols, scale * rows), squeeze=False)
-    for r in range(rows):
-        for c in range(cols):
-            ax = axes[r, c]
-            img = columns[c][r]
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img,
-                      cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if titles is not None and r == 0:
-                ax.set_title(str(titles[c]), fontsize=10)
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig

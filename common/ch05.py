@@ -1,59 +1,111 @@
-"""Style transfer (book Chapter 5): VGG19 features, Gram matrices, content/style/total-variation
-losses, neural style transfer by optimising the image, and AdaIN arbitrary style transfer.
-
-- Neural style transfer: Gatys et al. 2015, "A Neural Algorithm of Artistic Style".
-- Style as activation statistics (mean and std instead of Gram matrices): Li et al. 2017,
-  "Demystifying Neural Style Transfer"; Huang & Belongie 2017, "Arbitrary Style Transfer in
-  Real-time with Adaptive Instance Normalization" (the :class:`AdaINStyleTransfer` model).
-
-Images at every public interface here are RGB floats in [0, 1], shape ``(B, H, W, 3)``.
-VGG19 gets ImageNet weights in a full run; in smoke mode (see :mod:`common.config`) it is
-built with ``weights=None`` because nothing may be downloaded there: the architecture, the
-layer names and the shapes are the real ones, the features are those of a random network.
-"""
-
+"""Chapter 5: transitional module (split from the topic modules; to be generated from the notebooks)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
-import tensorflow as tf
 import keras
 from keras import ops
+import os
+from pathlib import Path
+import tensorflow as tf
+from common import config
 
-from . import config
-from .layers import AdaIN, ReflectionConv2D, channel_moments
 
-__all__ = [
-    "CONTENT_LAYERS",
-    "STYLE_LAYERS",
-    "ADAIN_LAYERS",
-    "VGG_MEAN_BGR",
-    "PretrainedWeightsUnavailableError",
-    "build_vgg19",
-    "vgg_feature_extractor",
-    "vgg_preprocess",
-    "gram_matrix",
-    "content_loss",
-    "style_loss_gram",
-    "style_loss_moments",
-    "total_variation_loss",
-    "NeuralStyleTransfer",
-    "build_adain_decoder",
-    "AdaINStyleTransfer",
-    "sample_image",
-]
+def channel_moments(x, epsilon: float = 1e-5):
+    """Per-sample, per-channel mean and standard deviation over the spatial axes (H, W) of a
+    ``(B, H, W, C)`` tensor, both of shape ``(B, 1, 1, C)``; ``std = sqrt(var + epsilon)``.
+    The statistics of instance normalisation (Ulyanov et al. 2016), shared by :class:`AdaIN`
+    and the StyleGAN layers."""
+    mean = ops.mean(x, axis=(1, 2), keepdims=True)
+    var = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)
+    return mean, ops.sqrt(var + epsilon)
+
+
+def instance_normalize(x, epsilon: float = 1e-5):
+    """``(x - mean) / std`` with :func:`channel_moments`: zero mean and unit std per sample
+    and channel, no learned parameters."""
+    mean, std = channel_moments(x, epsilon)
+    return (x - mean) / std
+
+
+@keras.saving.register_keras_serializable(package="common")
+class AdaIN(keras.layers.Layer):
+    """Adaptive instance normalisation, ``AdaIN(x, y) = std(y) * (x - mean(x)) / std(x) + mean(y)``.
+
+    Called on ``[content, style]`` feature maps ``(B, H, W, C)`` (their H, W may differ): the
+    content features are normalised per sample and channel, then given the style features'
+    per-channel mean and standard deviation. No weights: the style statistics play the part
+    of batch norm's learned gamma and beta, so any style works at test time. Huang & Belongie
+    2017, "Arbitrary Style Transfer in Real-time with Adaptive Instance Normalization".
+    """
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        content, style = inputs
+        style_mean, style_std = channel_moments(style, self.epsilon)
+        return style_std * instance_normalize(content, self.epsilon) + style_mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="common")
+class ReflectionConv2D(keras.layers.Layer):
+    """Stride-1 convolution that pads its input by reflection instead of zeros, so the border
+    has no sudden step to zero (a source of high-frequency block artefacts in generated
+    images). ``[10, 8, 9]`` padded by one becomes ``[8, 10, 8, 9, 8]``. Output keeps H and W.
+    Used by the AdaIN decoder (Huang & Belongie 2017)."""
+
+    def __init__(self, filters: int, kernel_size: int = 3, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size = int(filters), int(kernel_size)
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.activation = keras.activations.get(activation)
+        self.conv = keras.layers.Conv2D(self.filters, self.kernel_size, padding="valid", name="conv")
+
+    def build(self, input_shape):
+        p = self.kernel_size // 2
+        b, h, w, c = input_shape
+        self.conv.build((b, None if h is None else h + 2 * p, None if w is None else w + 2 * p, c))
+
+    def call(self, inputs):
+        p = self.kernel_size // 2
+        padded = ops.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+        return self.activation(self.conv(padded))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size,
+                      activation=keras.activations.serialize(self.activation))
+        return config
+
 
 #: Layers of the book's neural style transfer: content from one deep layer, style from the
 #: first convolution of each of VGG19's five blocks.
 CONTENT_LAYERS = ("block5_conv1",)
+
+
 STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+
+
 #: Encoder outputs of AdaIN: style statistics from all four, content from the last one.
 ADAIN_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 
+
 #: ImageNet channel means that Keras' VGG preprocessing subtracts, in B, G, R order.
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+
 
 _VGG19_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
@@ -172,9 +224,6 @@ def total_variation_loss(images):
     return ops.mean(_sum_per_sample(dy) + _sum_per_sample(dx))
 
 
-# --------------------------------------------------------------------------------------------
-# Neural style transfer: the network is frozen, the image is trained
-
 class NeuralStyleTransfer:
     """Gatys-style transfer: optimise the pixels of an image so that its VGG19 content
     features match a content image and its Gram matrices match a style image.
@@ -252,9 +301,6 @@ def _as_batch(image):
     image = np.asarray(image, dtype=np.float32)
     return image[None] if image.ndim == 3 else image
 
-
-# --------------------------------------------------------------------------------------------
-# AdaIN: arbitrary style transfer in one forward pass
 
 def build_adain_decoder(width_divisor: int = 1, channels: int = 512, name: str = "decoder") -> keras.Model:
     """The AdaIN decoder of the book: it mirrors VGG19 up to ``block4_conv1`` with reflection-
@@ -358,27 +404,3 @@ class AdaINStyleTransfer(keras.Model):
         for key, value in (("loss", loss), ("content_loss", c_loss), ("style_loss", s_loss)):
             self.trackers[key].update_state(value)
         return {k: t.result() for k, t in self.trackers.items()}
-
-
-def sample_image(name: str, size: int | None = None) -> np.ndarray:
-    """A photo that ships with scikit-image (``'astronaut'``, ``'coffee'``, ``'chelsea'``,
-    ``'rocket'``, ``'immunohistochemistry'``...) as float32 RGB in [0, 1], centre-cropped to a
-    square and resized to ``size`` x ``size`` when ``size`` is given. Offline content and style
-    images for the notebooks and tests."""
-    from skimage import data as skdata
-    from skimage.color import gray2rgb
-    from skimage.transform import resize
-
-    image = getattr(skdata, name)()
-    if image.ndim == 2:
-        image = gray2rgb(image)
-    image = image[..., :3].astype(np.float32)
-    if image.max() > 1.0:
-        image /= 255.0
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    image = image[top:top + side, left:left + side]
-    if size is not None:
-        image = resize(image, (size, size), anti_aliasing=True).astype(np.float32)
-    return np.clip(image, 0.0, 1.0)
