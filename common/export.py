@@ -96,7 +96,9 @@ def _order(chapter_notebooks: list[Path], module: str) -> list[Path]:
         code = "\n".join("".join(c["source"]) for c in json.loads(p.read_text(encoding="utf-8"))["cells"]
                          if c["cell_type"] == "code")
         # the whole notebook may import earlier notebooks' names, not only its exported cells
-        lines = [ln for ln in code.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        # (a magic line becomes `pass`, so that the install cell's `if ...:` keeps a body)
+        lines = [ln[:len(ln) - len(ln.lstrip())] + "pass" if ln.lstrip().startswith(("%", "!")) else ln
+                 for ln in code.splitlines()]
         try:
             everything = ast.parse("\n".join(lines))
         except SyntaxError:
@@ -186,11 +188,12 @@ def generate(root: Path | str = ROOT, modules=None) -> dict[str, str]:
                     blocks.append(body)
             rel = p.relative_to(root).as_posix()
             sections.append(f"# {'-' * 8} {rel} {'-' * max(8, 88 - len(rel) - 12)}\n\n" + "\n\n\n".join(blocks))
-        names = ", ".join(p.relative_to(root).as_posix() for p in _order(notebooks, module))
+        names = "".join(f"    {p.relative_to(root).as_posix()}\n" for p in _order(notebooks, module))
         header = (f"{GENERATED} from the notebooks of Chapter {int(module[2:])}; do not edit.\n"
                   f"# The notebooks are the source: change a cell marked `#| export common.{module}` there,\n"
                   f"# then run `python -m common.export` to rewrite this file.\n"
-                  f'"""What Chapter {int(module[2:])} teaches and later chapters reuse, exported from {names}."""\n')
+                  f'"""What Chapter {int(module[2:])} teaches and later chapters reuse, exported from the cells\n'
+                  f"marked `#| export common.{module}` of these notebooks, in this order:\n\n{names}\"\"\"\n")
         dupes = sorted({n for n in public if public.count(n) > 1})
         if dupes:
             raise ExportError(f"common.{module}: defined in more than one exported cell: {dupes}")
