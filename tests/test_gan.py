@@ -175,7 +175,8 @@ def test_clip_weights_clips_trainables_and_leaves_batch_norm_statistics_alone():
 def _small_wgan(lipschitz, n_critic=5, norm=None):
     g = ch03.build_wgan_generator(16, z_dim=8, width=16)
     c = ch03.build_wgan_critic(16, width=16, norm=norm, use_bias=norm is not None)
-    gan = ch03.WGAN(g, c, lipschitz=lipschitz, n_critic=n_critic)
+    gan = (ch03.WGANGP(g, c, n_critic=n_critic) if lipschitz == "gp"
+           else ch03.WGAN(g, c, n_critic=n_critic))
     gan.compile(keras.optimizers.RMSprop(5e-3), keras.optimizers.RMSprop(5e-3))
     return gan
 
@@ -194,7 +195,7 @@ def test_one_wgan_clip_step_clips_the_critic_and_makes_five_critic_updates():
 def test_the_batch_is_split_into_n_critic_distinct_minibatches():
     gan = _small_wgan("gp")
     x = tf.range(40, dtype=tf.float32)[:, None]
-    parts = [p.numpy().ravel() for p in gan._split(x)]
+    parts = [p.numpy().ravel() for p in gan.minibatches(x)]
     assert len(parts) == 5 and all(len(p) == 8 for p in parts)
     assert sorted(np.concatenate(parts).tolist()) == list(range(40))
 
@@ -245,7 +246,7 @@ _DISTRIBUTED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from common.ch03 import GAN, WGAN
+    from common.ch03 import GAN, WGAN, WGANGP
 
     def networks(kind):
         keras.utils.set_random_seed(0)
@@ -267,7 +268,8 @@ _DISTRIBUTED = textwrap.dedent("""
         z = rng.normal(size=(8 * n, 4)).astype("float32")
         with strategy.scope():
             g, d = networks(kind)
-            gan = GAN(g, d) if kind == "bce" else WGAN(g, d, lipschitz=kind, n_critic=n, clip_value=0.05)
+            gan = (GAN(g, d) if kind == "bce" else WGANGP(g, d, n_critic=n) if kind == "gp"
+                   else WGAN(g, d, n_critic=n, clip_value=0.05))
             # compiled steps for the WGANs; the DCGAN step runs eagerly to keep the test short
             gan.compile(keras.optimizers.SGD(0.05), keras.optimizers.SGD(0.05),
                         run_eagerly=kind == "bce")
