@@ -55,3 +55,62 @@ def test_readme_lists_the_notebook_with_its_colab_link(path):
     rel = path.relative_to(ROOT).as_posix()
     assert f"({rel})" in readme, f"README's chapter table does not link {rel}"
     assert f"https://colab.research.google.com/github/{REPO}/blob/main/{rel}" in readme
+
+
+# ------------------------------------------------------------------ the reader changes a model cell
+
+
+def test_editing_a_model_cell_changes_the_model_that_trains(tmp_path):
+    """Execute ch03_dcgan with one extra layer typed into its generator cell: the generator the
+    notebook trains must carry that layer and have been updated by the optimizer. (Had the notebook
+    imported its generator from `common`, the edit would change nothing.)"""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = ROOT / "Chapter03/ch03_dcgan.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "def build_dcgan_generator" in c.source)
+    last_conv = '    x = keras.layers.Conv2D(width // 4, 3, padding="same")(x)\n'
+    assert last_conv in cell.source
+    cell.source = cell.source.replace(
+        last_conv, last_conv + '    x = keras.layers.Conv2D(width // 4, 3, padding="same", name="reader_added")(x)\n')
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import json\n"
+        "added = gan.generator.get_layer('reader_added')\n"
+        "print('EDITED' + json.dumps(dict(params=int(gan.generator.count_params()),\n"
+        "    kernel_shape=list(added.kernel.shape), g_updates=int(gan.g_optimizer.iterations),\n"
+        "    width=int(HP.g_width))))"))
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    out = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
+    result = json.loads(out.split("EDITED", 1)[1])
+    c = result["width"] // 4
+    assert result["kernel_shape"] == [3, 3, c, c]
+    assert result["g_updates"] > 0, "the edited generator was not trained"
+    # the edited generator is the one that trained: the unedited count plus the added convolution
+    import keras
+    from common.ch03 import build_dcgan_generator
+    plain = build_dcgan_generator(z_dim=100, width=result["width"]).count_params()
+    assert result["params"] == plain + 9 * c * c + c
+
+
+def test_the_review_table_names_the_notebook_that_defines_each_technique():
+    """Chapter 10's table of techniques: each `common.chNN.name` must be exported by the notebook
+    the table names (so the table moves when a definition moves)."""
+    import ast
+    from common import export
+
+    cells = _load(ROOT / "Chapter10/ch10_review.ipynb")["cells"]
+    source = next("".join(c["source"]) for c in cells if "TECHNIQUES = [" in "".join(c["source"]))
+    table = next(ast.literal_eval(n.value) for n in ast.parse(source).body
+                 if isinstance(n, ast.Assign) and n.targets[0].id == "TECHNIQUES")
+    assert len(table) >= 30
+    for group, technique, notebook, name in table:
+        if not name.startswith("common."):
+            continue
+        module, attr = name.split(".")[1], name.split(".")[-1]
+        assert module == "ch" + notebook[7:9], f"{technique}: {name} is not Chapter {notebook[7:9]}'s module"
+        defined = set()
+        for _, src in export.exported_cells(ROOT / notebook):
+            defined |= {n.name for n in ast.parse(src).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        assert attr in defined, f"{technique}: {notebook} does not define {attr}"
