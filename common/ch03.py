@@ -107,19 +107,29 @@ def build_dcgan_discriminator(input_shape=(28, 28, 1), width: int = 32, momentum
     return keras.Model(image, score, name=name)
 
 
+def _scaled(gradient, factor: float):
+    """`factor * gradient`, also for the sparse gradients (IndexedSlices) of an Embedding table."""
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
+
+
 class AdversarialModel(keras.Model):
-    """Keras plumbing for a model that trains two networks against each other: it holds the
-    `generator` and the `discriminator`, keeps a running mean of every metric named in
-    `metric_names`, and applies a loss to one network's trainable weights only. Subclasses write the
-    updates and the `train_step`."""
+    """Keras plumbing for a model that trains networks against each other: it holds the networks
+    given by name (`{"generator": g, "discriminator": d}` becomes `self.generator`, ...), keeps a
+    running mean of every metric named in `metric_names`, and applies a loss to one network's
+    trainable weights only. Subclasses write the updates and the `train_step`."""
 
     metric_names = ()
 
-    def __init__(self, generator, discriminator, name: str = "adversarial", **kwargs):
+    def __init__(self, networks: dict | None = None, name: str = "adversarial", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.generator, self.discriminator = generator, discriminator
+        for attribute, network in (networks or {}).items():
+            setattr(self, attribute, network)
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
-        self.built = True  # both networks are built already; fit must not trace call()
+        self.built = True  # the networks are built already; fit must not trace call()
 
     @property
     def metrics(self):
@@ -134,11 +144,15 @@ class AdversarialModel(keras.Model):
         """Number of replicas the current `tf.distribute` strategy runs a step on."""
         return float(self.distribute_strategy.num_replicas_in_sync)
 
-    def apply(self, tape, scaled_loss, network, optimizer):
-        """Differentiate `scaled_loss` with respect to `network`'s trainable weights only and update
-        them with `optimizer`: the other network's weights do not move."""
+    def apply(self, tape, loss, network, optimizer):
+        """Differentiate `loss` with respect to `network`'s trainable weights only and update them
+        with `optimizer`: the other networks' weights do not move. The gradients are divided by the
+        number of replicas, because the optimizer sums what the replicas send."""
         variables = network.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
+        grads = tape.gradient(loss, variables)
+        if self.replicas != 1:
+            grads = [_scaled(g, 1.0 / self.replicas) for g in grads]
+        optimizer.apply_gradients(zip(grads, variables))
 
     def record(self, values):
         """Add a step's scalars to the running means; returns what `train_step` reports."""
@@ -163,7 +177,7 @@ class GAN(AdversarialModel):
                  noise: str = "normal", from_logits: bool = False, name: str = "gan", **kwargs):
         if noise not in ("normal", "uniform"):
             raise ValueError(f"noise must be 'normal' or 'uniform', got {noise!r}")
-        super().__init__(generator, discriminator, name=name, **kwargs)
+        super().__init__({"generator": generator, "discriminator": discriminator}, name=name, **kwargs)
         self.latent_dim = int(latent_dim or generator.input_shape[-1])
         self.noise, self.from_logits = noise, bool(from_logits)
 
@@ -203,8 +217,7 @@ class GAN(AdversarialModel):
             real_out = self.discriminator(real, training=True)
             fake_out = self.discriminator(fake, training=True)
             d_loss = self.d_loss_fn(real_out, fake_out)
-            scaled = d_loss / self.replicas
-        self.apply(tape, scaled, self.discriminator, self.d_optimizer)
+        self.apply(tape, d_loss, self.discriminator, self.d_optimizer)
         return {"d_loss": d_loss, "d_acc_real": self.accuracy(real_out, 1.0),
                 "d_acc_fake": self.accuracy(fake_out, 0.0)}
 
@@ -212,8 +225,7 @@ class GAN(AdversarialModel):
         """One generator update on noise `z`; the gradient passes through D, which stays fixed."""
         with tf.GradientTape() as tape:
             g_loss = self.g_loss_fn(self.discriminator(self.generator(z, training=True), training=True))
-            scaled = g_loss / self.replicas
-        self.apply(tape, scaled, self.generator, self.g_optimizer)
+        self.apply(tape, g_loss, self.generator, self.g_optimizer)
         return {"g_loss": g_loss}
 
     @staticmethod
@@ -410,8 +422,8 @@ class WGAN(GAN):
             fake_out = self.discriminator(fake, training=True)
             critic_loss = self.d_loss_fn(real_out, fake_out)
             extra, logs = self.penalty(real, fake)
-            scaled = (critic_loss + extra) / self.replicas
-        self.apply(tape, scaled, self.discriminator, self.d_optimizer)
+            total = critic_loss + extra
+        self.apply(tape, total, self.discriminator, self.d_optimizer)
         if self.clip_value is not None:
             clip_weights(self.discriminator, self.clip_value)
         return {"critic_loss": critic_loss, "critic_real": -tf.reduce_mean(real_out),

@@ -405,3 +405,12 @@ def test_latent_interpolation_widget_redraws_when_the_slider_moves():
     before = w.current.copy()
     w.seed_a.value = 5
     assert not np.allclose(before, w.current)
+
+
+def test_gradients_are_divided_by_the_replica_count_sparse_ones_too():
+    dense = ch03._scaled(tf.constant([2.0, 4.0]), 0.5)
+    sparse = ch03._scaled(tf.IndexedSlices(tf.constant([[2.0, 4.0]]), tf.constant([3]), tf.constant([5, 2])), 0.5)
+    np.testing.assert_allclose(dense.numpy(), [1.0, 2.0])
+    assert isinstance(sparse, tf.IndexedSlices)
+    np.testing.assert_allclose(sparse.values.numpy(), [[1.0, 2.0]])
+    assert sparse.indices.numpy().tolist() == [3] and ch03._scaled(None, 0.5) is None
