@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 
-from common.ch01 import conditional_face
 from .viz import to_png_bytes
 
 __all__ = ["ConditionalFaceExplorer", "StepBrowser", "conditional_face_explorer", "step_browser"]
@@ -17,11 +16,13 @@ _ANY = "any"
 
 class ConditionalFaceExplorer(widgets.VBox):
     """Pick attribute conditions (any / True / False for each) and a statistic (mean or
-    median); shows the resulting conditional face and how many images it averages."""
+    median); shows the resulting conditional face and how many images it averages.
+    `face_fn(images, attributes, conditions, stat=, max_images=) -> (face or None, count)` computes
+    the face: Chapter 1's `conditional_face`, as the notebook defines it."""
 
-    def __init__(self, images, attributes, attribute_names=None, max_median_images: int = 500,
+    def __init__(self, images, attributes, face_fn, attribute_names=None, max_median_images: int = 500,
                  scale: int = 2):
-        self.images, self.attributes = images, attributes
+        self.images, self.attributes, self.face_fn = images, attributes, face_fn
         self.max_median_images, self.scale = max_median_images, scale
         names = list(attribute_names or attributes.keys())
         self.toggles = {
@@ -48,8 +49,8 @@ class ConditionalFaceExplorer(widgets.VBox):
 
     def update(self) -> None:
         """Recompute the face for the current controls and redraw it."""
-        face, count = conditional_face(self.images, self.attributes, self.conditions,
-                                       stat=self.stat.value, max_images=self.max_median_images)
+        face, count = self.face_fn(self.images, self.attributes, self.conditions,
+                                   stat=self.stat.value, max_images=self.max_median_images)
         described = ", ".join(f"{k}={v}" for k, v in self.conditions.items()) or "no condition"
         if face is None:
             self.current = None
@@ -86,9 +87,9 @@ class StepBrowser(widgets.VBox):
         self.label.value = self.titles[i]
 
 
-def conditional_face_explorer(images, attributes, attribute_names=None, **kwargs):
-    """Build a :class:`ConditionalFaceExplorer`."""
-    return ConditionalFaceExplorer(images, attributes, attribute_names, **kwargs)
+def conditional_face_explorer(images, attributes, face_fn, attribute_names=None, **kwargs):
+    """Build a :class:`ConditionalFaceExplorer` that draws faces with `face_fn`."""
+    return ConditionalFaceExplorer(images, attributes, face_fn, attribute_names, **kwargs)
 
 
 def step_browser(frames, titles=None, **kwargs):
@@ -363,7 +364,7 @@ __all__ += ["LatentInterpolation", "latent_interpolation_widget"]
 # --------------------------------------------------------------------------- Chapters 5-6: style and GauGAN
 
 class StyleStrengthExplorer(widgets.VBox):
-    """A style-strength slider ``alpha`` for a trained :class:`common.style.AdaINStyleTransfer`:
+    """A style-strength slider ``alpha`` for a trained :class:`common.ch05.AdaINStyleTransfer`:
     the decoder sees ``alpha * AdaIN(content, style) + (1 - alpha) * content`` features
     (0 = the content reconstructed, 1 = full style). Encodes both images once, decodes on
     every move."""
@@ -410,12 +411,32 @@ class LatentInterpolator(widgets.VBox):
         self.image.value = to_png_bytes(self.current, scale=self.scale)
 
 
-class GauGANExplorer(widgets.VBox):
-    """Play with a GauGAN generator: a ``seed`` slider draws a new style code z ~ N(0, I), and
-    two class pickers repaint every pixel of one class of the segmentation map as another
-    class. Shows the (repainted) map beside the generated image; ``.current`` is the image."""
+class _CellGrid(widgets.GridBox):
+    """A ``rows`` x ``cols`` grid of small buttons, a coarse canvas: clicking cell (r, c) calls
+    ``on_click(r, c)``; ``paint(r, c, rgb)`` colours a cell (rgb in [0, 1], or None)."""
 
-    def __init__(self, generator, segmap, class_names=None, palette=None, z_dim=None, scale: int = 2):
+    def __init__(self, rows: int, cols: int, on_click, size: str = "16px"):
+        self.cols = cols
+        self.cells = [widgets.Button(layout=widgets.Layout(width=size, height=size, padding="0"))
+                      for _ in range(rows * cols)]
+        for k, cell in enumerate(self.cells):
+            cell.on_click(lambda _cell, k=k: on_click(*divmod(k, cols)))
+        super().__init__(self.cells, layout=widgets.Layout(
+            grid_template_columns=f"repeat({cols}, {size})", grid_gap="1px"))
+
+    def paint(self, r: int, c: int, rgb) -> None:
+        self.cells[r * self.cols + c].style.button_color = (
+            None if rgb is None else "#" + "".join(f"{int(round(255 * v)):02x}" for v in rgb))
+
+
+class GauGANExplorer(widgets.VBox):
+    """Paint with a GauGAN generator: a brush (a class and a coarse grid of cells over the
+    segmentation map: click a cell to paint it), a ``seed`` slider for the style code z ~ N(0, I),
+    and two class pickers that repaint every pixel of one class as another. Shows the map beside
+    the generated image; ``.current`` is the image."""
+
+    def __init__(self, generator, segmap, class_names=None, palette=None, z_dim=None, scale: int = 2,
+                 grid: int = 16):
         from common.ch06 import colorize
 
         self._colorize = colorize
@@ -428,11 +449,25 @@ class GauGANExplorer(widgets.VBox):
         self.seed = widgets.IntSlider(value=0, min=0, max=99, description="style seed")
         self.source = widgets.Dropdown(options=options, value=0, description="repaint")
         self.target = widgets.Dropdown(options=options, value=0, description="as")
+        self.brush = widgets.Dropdown(options=options, value=0, description="brush")
+        self.rows = self.cols = min(grid, *self.labels.shape)
+        self.grid = _CellGrid(self.rows, self.cols, self.paint)
         self.image = widgets.Image(format="png")
         self.current = None
         for control in (self.seed, self.source, self.target):
             control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.seed, self.source, self.target]), self.image])
+        super().__init__([widgets.HBox([self.seed, self.source, self.target]),
+                          widgets.HBox([widgets.VBox([self.brush, self.grid]), self.image])])
+        self.update()
+
+    def _cell(self, r: int, c: int):
+        h, w = self.labels.shape
+        return (slice(r * h // self.rows, (r + 1) * h // self.rows),
+                slice(c * w // self.cols, (c + 1) * w // self.cols))
+
+    def paint(self, r: int, c: int) -> None:
+        """Paint cell (r, c) of the grid with the brush's class and regenerate."""
+        self.labels[self._cell(r, c)] = self.brush.value
         self.update()
 
     @property
@@ -447,12 +482,70 @@ class GauGANExplorer(widgets.VBox):
         z = np.random.default_rng(self.seed.value).standard_normal((1, self.z_dim)).astype(np.float32)
         out = self.generator([z, onehot], training=False)
         self.current = np.asarray(out.numpy() if hasattr(out, "numpy") else out)[0]
-        shown = np.concatenate([self._colorize(labels, self.palette),
-                                (np.clip(self.current, -1, 1) + 1.0) / 2.0], axis=1)
+        colours = self._colorize(labels, self.palette)
+        for r in range(self.rows):
+            for c in range(self.cols):
+                rows, cols = self._cell(r, c)
+                self.grid.paint(r, c, colours[(rows.start + rows.stop) // 2, (cols.start + cols.stop) // 2])
+        shown = np.concatenate([colours, (np.clip(self.current, -1, 1) + 1.0) / 2.0], axis=1)
         self.image.value = to_png_bytes(shown, value_range=(0, 1), scale=self.scale)
 
 
-__all__ += ["StyleStrengthExplorer", "LatentInterpolator", "GauGANExplorer"]
+class StrokeEditor(widgets.VBox):
+    """iGAN's brush (Zhu et al. 2016): click cells of a coarse grid to paint a stroke over G(z)
+    (click again to erase), pick its colour (a grey level for one-channel generators) and press
+    "apply": :func:`common.ch06.project_to_latent` finds a code near z whose image matches the
+    stroke under its mask. Shows before | stroke | after; ``.current`` is the edited image."""
+
+    def __init__(self, generator, z, grid: int = 7, steps: int = 200, anchor_weight: float = 0.01,
+                 learning_rate: float = 0.05, scale: int = 6):
+        from common.ch06 import project_to_latent, stroke_target
+
+        self._project, self._stroke_target = project_to_latent, stroke_target
+        self.generator, self.scale = generator, scale
+        self.options = dict(steps=steps, anchor_weight=anchor_weight, learning_rate=learning_rate)
+        self.z = self.z_edit = np.asarray(z, np.float32)
+        self.before = _decode_one(generator, self.z)
+        self.current = self.before.copy()
+        self.stroke = np.zeros((grid, grid), bool)
+        self.ink = (widgets.FloatSlider(value=1.0, min=-1.0, max=1.0, step=0.1, description="grey")
+                    if self.before.shape[-1] == 1 else widgets.ColorPicker(value="#ffffff", description="colour"))
+        self.grid = _CellGrid(grid, grid, self.toggle)
+        self.apply = widgets.Button(description="apply")
+        self.apply.on_click(lambda _button: self.run())
+        self.image = widgets.Image(format="png")
+        self.ink.observe(lambda _change: self.show(), names="value")
+        super().__init__([widgets.HBox([self.grid, widgets.VBox([self.ink, self.apply])]), self.image])
+        self.show()
+
+    @property
+    def color(self):
+        """The stroke's colour in the generator's range [-1, 1]."""
+        if isinstance(self.ink, widgets.FloatSlider):
+            return self.ink.value
+        hex_rgb = self.ink.value.lstrip("#")
+        return np.array([int(hex_rgb[i:i + 2], 16) for i in (0, 2, 4)], np.float32) / 127.5 - 1.0
+
+    def toggle(self, r: int, c: int) -> None:
+        self.stroke[r, c] = not self.stroke[r, c]
+        self.grid.paint(r, c, (1.0, 0.55, 0.0) if self.stroke[r, c] else None)
+        self.show()
+
+    def run(self) -> None:
+        """Project with the stroke as constraint, starting from and anchored to z."""
+        target, mask = self._stroke_target(self.before, self.stroke, self.color)
+        if mask.any():
+            self.z_edit, self.current, _ = self._project(self.generator, target, mask=mask,
+                                                         z_init=self.z, anchor=self.z, **self.options)
+        self.show()
+
+    def show(self) -> None:
+        painted, _ = self._stroke_target(self.before, self.stroke, self.color)
+        row = np.concatenate([self.before, painted, self.current], axis=1)
+        self.image.value = to_png_bytes(row, value_range=(-1, 1), scale=self.scale)
+
+
+__all__ += ["StyleStrengthExplorer", "LatentInterpolator", "GauGANExplorer", "StrokeEditor"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,7 +724,7 @@ class StyleMixer(widgets.VBox):
         g = self.generator
         z = np.concatenate([_seed_z(self.seed_a.value, 1, g.z_dim),
                             _seed_z(self.seed_b.value, 1, g.z_dim)])
-        ws = truncate(g.styles(z), g.w_avg, self.psi.value).numpy()
+        ws = truncate(g.styles(z), g.w_avg, self.psi.value, g.truncation_cutoff).numpy()
         from_b = np.array([t.value == "B" for t in self.toggles]
                           + [False] * (g.n_blocks - len(self.toggles)))
         mixed = np.where(from_b[:, None], ws[1], ws[0])[None]
@@ -643,8 +736,9 @@ class StyleMixer(widgets.VBox):
 
 class StyleTruncation(widgets.VBox):
     """StyleGAN's truncation trick (Karras et al. 2019, appendix B): ``w' = w_avg +
-    psi (w - w_avg)`` on the blocks below ``cutoff``. psi = 1 is the untouched sample, 0 the
-    average face, negative values the "anti-face". Shows ``n`` seeds."""
+    psi (w - w_avg)`` on the blocks up to the resolution chosen in "apply to" (at first the
+    generator's ``truncation_cutoff``: up to 32x32, as in the paper). psi = 1 is the untouched
+    sample, 0 the average face, negative values the "anti-face". Shows ``n`` seeds."""
 
     def __init__(self, generator, seed: int = 0, n: int = 4, psi: float = 0.7,
                  noise_seed: int = 0, scale: int = 4):
@@ -652,9 +746,9 @@ class StyleTruncation(widgets.VBox):
         self.seed = widgets.IntText(value=seed, description="seed")
         self.psi = widgets.FloatSlider(min=-1.0, max=1.5, step=0.05, value=psi,
                                        description="psi", continuous_update=False)
-        options = [("all blocks", None)] + [(f"blocks < {r}x{r}", i)
-                                            for i, r in enumerate(generator.resolutions) if i]
-        self.cutoff = widgets.Dropdown(options=options, value=None, description="apply to")
+        options = [(f"blocks <= {r}x{r}", i + 1) for i, r in enumerate(generator.resolutions)]
+        self.cutoff = widgets.Dropdown(options=options, value=generator.truncation_cutoff,
+                                       description="apply to")
         self.noise = [np.repeat(n, self.n, axis=0) for n in generator.make_noise(1, noise_seed)]
         self.image = widgets.Image(format="png")
         self.current = None

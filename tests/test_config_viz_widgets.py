@@ -68,7 +68,7 @@ def test_pixelwise_random_sample_copies_pixels(faces):
 
 def test_face_explorer_toggles_change_the_picture(faces):
     images, attributes = faces
-    explorer = widgets.conditional_face_explorer(images, attributes)
+    explorer = widgets.conditional_face_explorer(images, attributes, ch01.conditional_face)
     first = explorer.image.value
     assert explorer.current is not None and "30 images" in explorer.message.value
     explorer.toggles["Male"].value = "True"

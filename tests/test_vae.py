@@ -44,7 +44,7 @@ def test_mnist_decoder_output_and_no_transposed_conv():
 
 
 def test_mnist_vae_parameter_counts_and_outputs():
-    enc, dec = ch02.build_mnist_encoder(2, variational=True), ch02.build_mnist_decoder(2)
+    enc, dec = ch02.build_mnist_vae_encoder(2), ch02.build_mnist_decoder(2)
     assert enc.count_params() == 3_404 and dec.count_params() == 65_089
     vae = ch02.VAE(enc, dec)
     assert vae.count_params() == 68_493
@@ -145,7 +145,7 @@ def test_gaussian_sampling_gradients_reach_mean_and_logvar():
 
 
 def test_gaussian_sampling_in_a_functional_model_any_batch():
-    enc = ch02.build_mnist_encoder(2, variational=True, seed=0)
+    enc = ch02.build_mnist_vae_encoder(2, seed=0)
     for batch in (1, 7):
         z, mean, _ = enc(np.random.default_rng(batch).random((batch, 28, 28, 1)).astype("float32"))
         assert z.shape == (batch, 2) and not np.allclose(z, mean)
@@ -155,8 +155,8 @@ def test_gaussian_sampling_in_a_functional_model_any_batch():
 
 def _small_vae(kl_weight=0.01, rc_loss="bce", seed=0):
     keras.utils.set_random_seed(seed)
-    return ch02.VAE(ch02.build_mnist_encoder(2, variational=True, seed=seed),
-                        ch02.build_mnist_decoder(2), kl_weight=kl_weight, rc_loss=rc_loss)
+    return ch02.VAE(ch02.build_mnist_vae_encoder(2, seed=seed),
+                    ch02.build_mnist_decoder(2), kl_weight=kl_weight, rc_loss=rc_loss)
 
 
 def test_vae_reports_loss_as_rc_plus_weighted_kl():
@@ -367,7 +367,7 @@ x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
 def one_step(strategy):
     keras.utils.set_random_seed(7)
     with strategy.scope():
-        enc = ch02.build_mnist_encoder(2, variational=True, seed=1)
+        enc = ch02.build_mnist_vae_encoder(2, seed=1)
         enc.get_layer("z").noise_scale = 0.0
         vae = ch02.VAE(enc, ch02.build_mnist_decoder(2), rc_loss="bce")
         vae.compile(optimizer=keras.optimizers.SGD(0.5))
