@@ -10,7 +10,6 @@ import tensorflow as tf
 import keras
 
 from common import config, data, ch04
-from common import ch04
 from common.ch04 import InstanceNormalization, TileLatent
 from common.ch04 import l1_loss, lsgan_d_loss, lsgan_g_loss
 
@@ -32,7 +31,7 @@ def test_translation_networks_have_the_books_parameter_counts():
     patch = ch04.patchgan_discriminator(conditional=True, sigmoid=True)
     assert _count(patch) == 2_768_641 and _non_trainable(patch) == 0
     assert _count(ch04.patchgan_discriminator(conditional=False, sigmoid=False)) == 2_765_569
-    bicycle_g = ch04.unet_generator(z_dim=8)
+    bicycle_g = ch04.bicycle_generator(z_dim=8)
     assert _count(bicycle_g) == 13_523_072
     assert bicycle_g.get_layer("down1").input.shape[-1] == 11  # image (3) + tiled z (8)
     encoder = ch04.bicycle_encoder()
@@ -208,8 +207,9 @@ def test_cyclegan_updates_one_side_per_step():
 
 def test_bicyclegan_updates_and_latent_l1_never_reaches_the_encoder():
     def make(**weights):
-        gan = ch04.BicycleGAN(_unet(z_dim=8), ch04.bicycle_encoder(SMALL, base_filters=4),
-                            _patch(), _patch(), **weights)
+        gan = ch04.BicycleGAN(ch04.bicycle_generator(SMALL, z_dim=8, base_filters=4),
+                              ch04.bicycle_encoder(SMALL, base_filters=4),
+                              _patch(), _patch(), **weights)
         gan.compile()
         return gan
 
@@ -321,7 +321,7 @@ def test_translation_browser_follows_direction_and_index():
 def test_latent_sliders_change_the_output():
     from common.widgets import LatentSliders
 
-    g = ch04.unet_generator(SMALL, base_filters=4, z_dim=8)
+    g = ch04.bicycle_generator(SMALL, z_dim=8, base_filters=4)
     sliders = LatentSliders(g, np.zeros(SMALL, "float32"), scale=1)
     first = sliders.current.copy()
     assert first.shape == (128, 256, 3)
