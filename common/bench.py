@@ -58,8 +58,7 @@ def _pixelcnn(batch_size: int):
           "update on 28x28x1", batch_size=64)
 def _dcgan(batch_size: int):
     import keras
-    from common.ch03 import build_dcgan_discriminator, build_dcgan_generator
-    from common.ch03 import GAN
+    from common.ch03 import GAN, build_dcgan_discriminator, build_dcgan_generator
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (batch_size, 28, 28, 1)).astype("float32")
@@ -74,16 +73,14 @@ def _dcgan(batch_size: int):
           batch_size=320)
 def _wgan_gp(batch_size: int):
     import keras
-    from common.ch03 import build_wgan_critic, build_wgan_generator
-    from common.ch03 import WGAN
+    from common.ch03 import WGANGP, build_wgan_critic, build_wgan_generator
 
     if batch_size % 5:
         raise ValueError("the WGAN-GP batch holds 5 critic minibatches: use a multiple of 5")
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (batch_size, 32, 32, 1)).astype("float32")
     z = rng.standard_normal((batch_size, 128)).astype("float32")
-    model = WGAN(build_wgan_generator(), build_wgan_critic(norm=None, use_bias=False),
-                 lipschitz="gp", n_critic=5)
+    model = WGANGP(build_wgan_generator(), build_wgan_critic(norm=None, use_bias=False), n_critic=5)
     adam = dict(learning_rate=1e-4, beta_1=0.5, beta_2=0.9)
     kwargs = dict(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
     return model, kwargs, (x, z)
@@ -193,19 +190,21 @@ def _adain(batch_size: int):
     rng = np.random.default_rng(0)
     content = rng.random((batch_size, 256, 256, 3), dtype=np.float32)
     style = rng.random((batch_size, 256, 256, 3), dtype=np.float32)
-    model = AdaINStyleTransfer()  # ImageNet VGG19 in a full run, random weights in smoke mode
+    model = AdaINStyleTransfer(weights=None)  # VGG19 with random weights: same speed, no download
     return model, {}, (content, style)
 
 
 @register("gaugan", "GauGAN train step (book Ch. 6: SPADE generator, 2-scale PatchGAN, "
           "encoder, VGG loss) on 256x256 facades-size one-hot maps with 12 classes", batch_size=4)
 def _gaugan(batch_size: int):
+    from common.ch05 import STYLE_LAYERS, vgg_feature_extractor
     from common.ch06 import GauGAN, MultiScaleDiscriminator, build_gaugan_encoder, build_gaugan_generator
 
     rng = np.random.default_rng(0)
     seg = np.eye(12, dtype=np.float32)[rng.integers(0, 12, (batch_size, 256, 256))]
     image = rng.uniform(-1, 1, (batch_size, 256, 256, 3)).astype(np.float32)
-    model = GauGAN(build_gaugan_generator(), MultiScaleDiscriminator(), build_gaugan_encoder())
+    vgg = vgg_feature_extractor(STYLE_LAYERS, weights=None)  # random weights: same speed, no download
+    model = GauGAN(build_gaugan_generator(), MultiScaleDiscriminator(), build_gaugan_encoder(), vgg=vgg)
     return model, {}, (seg, image)
 
 

@@ -13,7 +13,7 @@ from common.ch06 import feature_matching_loss, hinge_d_loss, hinge_g_loss, perce
 
 @pytest.fixture(scope="module")
 def vgg():
-    return ch05.build_vgg19()  # weights=None in smoke mode (tests run with HOIG_SMOKE=1)
+    return ch05.build_vgg19(weights=None)  # random weights: the tests run offline
 
 
 # ------------------------------------------------------------------ Gram matrix and style losses
@@ -268,6 +268,16 @@ def test_gaugan_generator_size_follows_book_layout():
     assert dense.units == 4 * 4 * 16 * 4  # book: Dense(16384) -> (4, 4, 1024) with base 64
 
 
+def test_pix2pixhd_generator_runs_its_global_branch_at_half_size(rng):
+    gen = ch06.build_pix2pixhd_generator(5, filters=2, n_down_global=2, n_blocks_global=1,
+                                         n_blocks_local=1)
+    seg = np.eye(5, dtype=np.float32)[rng.integers(0, 5, (2, 16, 16))]
+    out = np.asarray(gen(seg))
+    assert out.shape == (2, 16, 16, 3) and np.abs(out).max() <= 1.0
+    image, features = gen.get_layer("global_generator")(seg[:, ::2, ::2])
+    assert tuple(image.shape) == (2, 8, 8, 3) and tuple(features.shape) == (2, 8, 8, 4)
+
+
 # ------------------------------------------------------------------ widgets
 
 def test_style_strength_widget_redraws_on_alpha(vgg):
@@ -309,6 +319,21 @@ def test_gaugan_widget_seed_and_repaint_change_image(small_gaugan):
     assert not np.allclose(second, w.current)
 
 
+def test_gaugan_widget_brush_paints_a_cell_and_changes_image(small_gaugan):
+    from common.widgets import GauGANExplorer
+
+    model, seg, _ = small_gaugan
+    w = GauGANExplorer(model.generator, seg[0], grid=4)  # 16x16 map: cells of 4x4 pixels
+    before_labels, before_image = w.labels.copy(), w.current.copy()
+    new_class = (int(before_labels[0, 0]) + 1) % seg.shape[-1]
+    w.brush.value = new_class
+    w.grid.cells[0].click()  # the top-left cell
+    assert (w.labels[:4, :4] == new_class).all()
+    np.testing.assert_array_equal(w.labels[4:], before_labels[4:])
+    np.testing.assert_array_equal(w.labels[:, 4:], before_labels[:, 4:])
+    assert not np.allclose(before_image, w.current)
+
+
 # ------------------------------------------------------------------ iGAN: manifold projection
 
 def test_interpolate_latents_endpoints_and_spacing():
@@ -341,3 +366,34 @@ def test_projection_recovers_an_image_on_the_manifold_and_edits_respect_the_mask
     z_pinned, _, _ = project_to_latent(gen, edited_target, mask=mask, z_init=z, anchor=z,
                                        anchor_weight=1e4, steps=20, learning_rate=1e-4)
     np.testing.assert_allclose(z_pinned, z, atol=5e-3)  # the smoothness term holds z in place
+
+
+def test_stroke_target_stretches_coarse_cells_over_the_image():
+    from common.ch06 import stroke_target
+
+    image = np.zeros((8, 8, 3), np.float32)
+    stroke = np.zeros((4, 4), bool)
+    stroke[1, 2] = True  # cell (1, 2) covers rows 2-3, columns 4-5
+    target, mask = stroke_target(image, stroke, color=[1.0, -1.0, 0.5])
+    assert target.shape == mask.shape == image.shape
+    assert mask.sum() == 4 * 3 and (mask[2:4, 4:6] == 1).all()
+    np.testing.assert_allclose(target[2, 4], [1.0, -1.0, 0.5])
+    np.testing.assert_array_equal(target[mask == 0], image[mask == 0])
+
+
+def test_stroke_editor_pulls_the_image_towards_the_stroke():
+    from common.widgets import StrokeEditor
+
+    gen = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, use_bias=False),
+                            keras.layers.Reshape((4, 4, 1))])
+    z = np.array([0.5, -1.0, 0.3, 0.8], np.float32)
+    w = StrokeEditor(gen, z, grid=2, steps=200, anchor_weight=1e-3)
+    w.ink.value = 1.0
+    w.grid.cells[0].click()  # paint the top-left 2x2 pixels
+    assert w.stroke[0, 0] and w.stroke.sum() == 1
+    png = w.image.value
+    w.apply.click()
+    before = np.abs(w.before[:2, :2] - 1.0).mean()
+    after = np.abs(w.current[:2, :2] - 1.0).mean()
+    assert after < 0.2 * before and w.image.value != png
+    assert not np.allclose(w.z_edit, z)
