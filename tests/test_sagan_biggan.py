@@ -8,7 +8,7 @@ import keras
 
 from common.ch08 import ConditionalHingeGAN, build_biggan_generator, build_sagan_discriminator, build_sagan_generator, truncated_z
 from common.ch08 import ConditionalBatchNorm, SelfAttention, power_iteration, spectral_norm
-from common.ch08 import OrthogonalRegularizer
+from common.ch08 import DenseConditionalBatchNorm, OrthogonalRegularizer
 from common.ch06 import hinge_d_loss, hinge_g_loss
 
 
@@ -152,7 +152,7 @@ def test_conditional_bn_inference_uses_moving_statistics(rng):
 
 
 def test_conditional_bn_dense_mode(rng):
-    cbn = ConditionalBatchNorm(spectral=False)
+    cbn = DenseConditionalBatchNorm(spectral=False)
     x = rng.normal(size=(4, 4, 4, 6)).astype("float32")
     cond = rng.normal(size=(4, 64)).astype("float32")
     y = cbn([x, cond], training=True).numpy()
