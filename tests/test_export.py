@@ -27,7 +27,7 @@ def _code(path: Path) -> str:
     for c in cells:
         if c["cell_type"] == "code":
             # IPython magics and shell lines become `pass`, keeping the block structure
-            lines += [re.sub(r"^(\s*)[%!].*", r"\1pass", ln) for ln in "".join(c["source"]).splitlines()]
+            lines += [export.MAGIC.sub(r"\1pass", ln) for ln in "".join(c["source"]).splitlines()]
     return "\n".join(lines)
 
 
@@ -37,11 +37,12 @@ def _top_level_definitions(source: str) -> set[str]:
 
 
 def _exports_by_notebook() -> dict[Path, set[str]]:
+    """The public names (no leading underscore) each notebook's exported cells define."""
     out = {}
     for nb in NOTEBOOKS:
         names = set()
         for _, src in export.exported_cells(nb):
-            names |= _top_level_definitions(src)
+            names |= {n for n in _top_level_definitions(src) if not n.startswith("_")}
         out[nb] = names
     return out
 
@@ -189,3 +190,11 @@ def test_the_command_line_checks_and_writes(repo, capsys):
     assert export.main(["--root", str(repo), "--check"]) == 0
     with pytest.raises(SystemExit):
         export.main(["--root", str(repo), "layers"])
+
+
+def test_independent_notebooks_follow_the_readme_table(repo):
+    _notebook(repo / "Chapter01/ch01_b.ipynb", "#| export common.ch01\ndef two():\n    \"\"\"2.\"\"\"\n    return 2")
+    assert export.generate(repo)["ch01.py"].index("def one") < export.generate(repo)["ch01.py"].index("def two")
+    (repo / "README.md").write_text("| 1 | [B](Chapter01/ch01_b.ipynb) |\n| 1 | [A](Chapter01/ch01_a.ipynb) |\n")
+    text = export.generate(repo)["ch01.py"]
+    assert text.index("def two") < text.index("def one")
