@@ -958,7 +958,12 @@ class PixelShuffle(keras.layers.Layer):
                              f"{self.scale ** 2}, got {channels}")
 
     def call(self, inputs):
-        return keras.ops.depth_to_space(inputs, self.scale, data_format="channels_last")
+        r = self.scale
+        _, h, w, c = keras.ops.shape(inputs)
+        # split the channels into (i, j, c'), move i next to y and j next to x, merge
+        x = keras.ops.reshape(inputs, (-1, h, w, r, r, c // (r * r)))
+        x = keras.ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return keras.ops.reshape(x, (-1, h * r, w * r, c // (r * r)))
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
