@@ -13,7 +13,9 @@ from common.ch06 import feature_matching_loss, hinge_d_loss, hinge_g_loss, perce
 
 @pytest.fixture(scope="module")
 def vgg():
-    return ch05.build_vgg19(weights=None)  # random weights: the tests run offline
+    # random weights (the tests run offline), the same ones whichever test asks first
+    keras.utils.set_random_seed(0)
+    return ch05.build_vgg19(weights=None)
 
 
 # ------------------------------------------------------------------ Gram matrix and style losses
