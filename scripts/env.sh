@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtual environment and install the project into it.
-# Sourced by scripts/test.sh and scripts/demo.sh; needs only Python 3.10+ with pip and venv.
+# Create (or reuse) a virtual environment and install the project into it.
+# Sourced by scripts/test.sh and scripts/demo.sh. HOIG_ENV chooses which versions:
+#   pinned (default)  .venv         the versions of constraints.txt (what CI runs everything on)
+#   colab             .venv-colab   Colab's preinstalled versions (constraints-colab.txt, Python 3.13),
+#                                   then the project installed on top without constraints, as the
+#                                   notebooks' install cell does on Colab
+#   lowest            .venv-lowest  the lowest versions pyproject.toml declares (constraints-lowest.txt,
+#                                   Python 3.10)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${HOIG_VENV:-$ROOT/.venv}"
-PYTHON="${PYTHON:-python3}"
+HOIG_ENV="${HOIG_ENV:-pinned}"
+case "$HOIG_ENV" in
+  pinned) venv_name=.venv;        want_python=python3;    pins="$ROOT/constraints.txt" ;;
+  colab)  venv_name=.venv-colab;  want_python=python3.13; pins="$ROOT/constraints-colab.txt" ;;
+  lowest) venv_name=.venv-lowest; want_python=python3.10; pins="$ROOT/constraints-lowest.txt" ;;
+  *) echo "error: HOIG_ENV must be pinned, colab or lowest, not '$HOIG_ENV'" >&2; exit 1 ;;
+esac
+VENV="${HOIG_VENV:-$ROOT/$venv_name}"
+PYTHON="${PYTHON:-$want_python}"
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "warning: $PYTHON not found; building the $HOIG_ENV environment with python3 instead" >&2
+  PYTHON=python3
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed"' \
@@ -23,14 +40,16 @@ fi
 
 # Reinstall only when the dependency files changed since the last install.
 stamp="$VENV/.hoig-install-stamp"
-want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | cksum)"
+want="$(cat "$ROOT/pyproject.toml" "$pins" | cksum)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  echo "installing the project and its dependencies into $VENV (first time: a few minutes)"
+  echo "installing the project and its dependencies into $VENV ($HOIG_ENV versions; first time: a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[face,dev]"
-  # face_recognition names `dlib` as a dependency, which only builds from source for many
-  # minutes; `dlib-bin` (installed above via the [face] extra) is the same module prebuilt.
-  "$VENV/bin/python" -m pip install -q --no-deps -c "$ROOT/constraints.txt" face_recognition
+  if [ "$HOIG_ENV" = colab ]; then
+    "$VENV/bin/python" -m pip install -q -r "$pins"      # what Colab has before the install cell runs
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[face,dev]"
+  else
+    "$VENV/bin/python" -m pip install -q -c "$pins" -e "$ROOT[face,dev]"
+  fi
   echo "$want" > "$stamp"
 fi
 
