@@ -40,6 +40,8 @@ def test_colab_link_and_install_cell(path):
     install = "".join(cells[1]["source"])
     assert cells[1]["cell_type"] == "code"
     assert '"google.colab" in sys.modules' in install and f"github.com/{REPO}" in install
+    assert 'find_spec("common") is None' in install and "raise SystemExit(" in install
+    assert "face_recognition " not in install, "face_recognition is never imported: do not install it"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -114,3 +116,50 @@ def test_the_review_table_names_the_notebook_that_defines_each_technique():
         for _, src in export.exported_cells(ROOT / notebook):
             defined |= {n.name for n in ast.parse(src).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
         assert attr in defined, f"{technique}: {notebook} does not define {attr}"
+
+
+def test_install_cell_stops_with_one_sentence_when_the_package_did_not_install():
+    """On Colab, a failed install (no network, a wrong repository) must stop the install cell with
+    one sentence, not at a later ModuleNotFoundError."""
+    import subprocess
+    import sys
+
+    cell = "".join(_load(NOTEBOOKS[0])["cells"][1]["source"])
+    cell = "\n".join("    pass" if line.strip().startswith("%pip") else line for line in cell.splitlines())
+    fake_colab = ("import sys, types, importlib.util\n"
+                  "sys.modules['google.colab'] = types.ModuleType('google.colab')\n"
+                  "importlib.util.find_spec = lambda name, *args: None   # as if pip had failed\n")
+    proc = subprocess.run([sys.executable, "-c", fake_colab + cell], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("The companion package did not install")
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
+
+
+def test_set_repo_points_badges_install_cells_readme_and_config_at_a_fork(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    for folder in ("Chapter01", "Chapter09", "docs", "scripts"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "common").mkdir()
+    shutil.copy(ROOT / "common/config.py", tmp_path / "common/config.py")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(tmp_path / "scripts/set_repo.py"), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    assert run("not a repository").returncode != 0
+    assert run("alice/forked-notebooks").returncode == 0
+    texts = {p: p.read_text(encoding="utf-8") for p in [tmp_path / "README.md", tmp_path / "common/config.py",
+                                                         *tmp_path.glob("Chapter0*/*.ipynb")]}
+    assert all(REPO not in t for t in texts.values())
+    assert 'REPO = "alice/forked-notebooks"' in texts[tmp_path / "common/config.py"]
+    for path in tmp_path.glob("Chapter0*/*.ipynb"):
+        cells = _load(path)["cells"]
+        rel = path.relative_to(tmp_path).as_posix()
+        assert f"colab.research.google.com/github/alice/forked-notebooks/blob/main/{rel}" in "".join(cells[0]["source"])
+        assert "git+https://github.com/alice/forked-notebooks" in "".join(cells[1]["source"])
+    assert "colab.research.google.com/github/alice/forked-notebooks/blob/main/Chapter10/ch10_review.ipynb" \
+        in texts[tmp_path / "README.md"]
