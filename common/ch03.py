@@ -15,6 +15,8 @@ import tensorflow as tf
 
 from keras import ops
 
+from common import config
+
 __all__ = [
     "discriminator_loss_bce",
     "generator_loss_bce",
@@ -107,15 +109,6 @@ def build_dcgan_discriminator(input_shape=(28, 28, 1), width: int = 32, momentum
     return keras.Model(image, score, name=name)
 
 
-def _scaled(gradient, factor: float):
-    """`factor * gradient`, also for the sparse gradients (IndexedSlices) of an Embedding table."""
-    if gradient is None:
-        return None
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
-    return gradient * factor
-
-
 class AdversarialModel(keras.Model):
     """Keras plumbing for a model that trains networks against each other: it holds the networks
     given by name (`{"generator": g, "discriminator": d}` becomes `self.generator`, ...), keeps a
@@ -146,12 +139,11 @@ class AdversarialModel(keras.Model):
 
     def apply(self, tape, loss, network, optimizer):
         """Differentiate `loss` with respect to `network`'s trainable weights only and update them
-        with `optimizer`: the other networks' weights do not move. The gradients are divided by the
-        number of replicas, because the optimizer sums what the replicas send."""
+        with `optimizer`: the other networks' weights do not move. `config.backprop` divides the
+        gradients by the number of replicas (the optimizer sums what the replicas send) and applies
+        the loss scale of mixed precision."""
         variables = network.trainable_variables
-        grads = tape.gradient(loss, variables)
-        if self.replicas != 1:
-            grads = [_scaled(g, 1.0 / self.replicas) for g in grads]
+        grads = config.backprop(tape, loss, variables, optimizer, self.replicas)
         optimizer.apply_gradients(zip(grads, variables))
 
     def record(self, values):
@@ -187,8 +179,9 @@ class GAN(AdversarialModel):
         `d_loss_fn(real_out, fake_out)` and `g_loss_fn(fake_out)`. The optimizers are built here, so
         a checkpoint can be restored straight after `compile`."""
         super().compile(jit_compile=jit_compile, **kwargs)
-        self.d_optimizer = d_optimizer or keras.optimizers.RMSprop(3e-4)
-        self.g_optimizer = g_optimizer or keras.optimizers.RMSprop(3e-4)
+        # under mixed precision, wrapped for dynamic loss scaling (see common.config)
+        self.d_optimizer = config.loss_scaled(d_optimizer or keras.optimizers.RMSprop(3e-4))
+        self.g_optimizer = config.loss_scaled(g_optimizer or keras.optimizers.RMSprop(3e-4))
         self.d_loss_fn = d_loss_fn or self.default_d_loss
         self.g_loss_fn = g_loss_fn or self.default_g_loss
         self.d_optimizer.build(self.discriminator.trainable_variables)

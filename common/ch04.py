@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from keras import layers, ops
 
+from common import config
 from common.ch02 import GaussianSampling, kl_divergence
 from common.ch03 import AdversarialModel, discriminator_loss_bce, generator_loss_bce
 
@@ -138,7 +139,8 @@ class MultiNetworkGAN(AdversarialModel):
             raise KeyError(f"no network named {sorted(unknown)}; choose from {self.networks}")
         self.optimizers = {}
         for net in self.networks:
-            opt = given.get(net) or self.default_optimizer()
+            # under mixed precision, wrapped for dynamic loss scaling (see common.config)
+            opt = config.loss_scaled(given.get(net) or self.default_optimizer())
             opt.build(getattr(self, net).trainable_variables)
             self.optimizers[net] = opt
 

@@ -83,7 +83,8 @@ def use_mixed_precision(enabled: bool | None = None) -> str:
     """Switch Keras to the ``mixed_float16`` policy on GPUs (float16 compute, float32 weights),
     which is about twice as fast on tensor-core GPUs. ``enabled=None`` reads the environment
     variable ``HOIG_MIXED_PRECISION``. On a machine without a GPU the policy stays
-    ``float32``. Returns the policy name now in force."""
+    ``float32``. Returns the policy name now in force. The training models wrap their optimizers
+    with :func:`loss_scaled` and back-propagate with :func:`backprop`, so they train under it."""
     import keras
     import tensorflow as tf
 
@@ -92,3 +93,40 @@ def use_mixed_precision(enabled: bool | None = None) -> str:
     policy = "mixed_float16" if enabled and tf.config.list_physical_devices("GPU") else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def loss_scaled(optimizer):
+    """`optimizer` wrapped in Keras' `LossScaleOptimizer` when the `mixed_float16` policy is on, and
+    unchanged otherwise. Dynamic loss scaling (Micikevicius et al. 2018, "Mixed Precision Training") keeps
+    small float16 gradients from underflowing to zero; the wrapper also skips an update whose
+    gradients are not finite and halves the scale. Use it on every optimizer a custom
+    `compile` receives, and back-propagate with :func:`backprop`."""
+    import keras
+
+    if keras.config.dtype_policy().name == "mixed_float16" and \
+            not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def backprop(tape, loss, variables, optimizer, replicas: float = 1.0) -> list:
+    """Gradients of `loss` with respect to `variables`, ready for `optimizer.apply_gradients`:
+    back-propagation starts from the optimizer's loss scale (1 unless it is a LossScaleOptimizer,
+    which divides it out again when it applies them), and every gradient is divided by `replicas`
+    (the optimizer sums what the replicas of a `tf.distribute` strategy send). Sparse gradients
+    (an Embedding table's) are scaled too."""
+    import tensorflow as tf
+
+    seed = optimizer.scale_loss(tf.ones_like(loss))
+    grads = tape.gradient(loss, variables, output_gradients=seed)
+    if replicas == 1:
+        return grads
+
+    def scaled(g):
+        if g is None:
+            return None
+        if isinstance(g, tf.IndexedSlices):
+            return tf.IndexedSlices(g.values / replicas, g.indices, g.dense_shape)
+        return g / replicas
+
+    return [scaled(g) for g in grads]

@@ -407,10 +407,69 @@ def test_latent_interpolation_widget_redraws_when_the_slider_moves():
     assert not np.allclose(before, w.current)
 
 
-def test_gradients_are_divided_by_the_replica_count_sparse_ones_too():
-    dense = ch03._scaled(tf.constant([2.0, 4.0]), 0.5)
-    sparse = ch03._scaled(tf.IndexedSlices(tf.constant([[2.0, 4.0]]), tf.constant([3]), tf.constant([5, 2])), 0.5)
-    np.testing.assert_allclose(dense.numpy(), [1.0, 2.0])
-    assert isinstance(sparse, tf.IndexedSlices)
-    np.testing.assert_allclose(sparse.values.numpy(), [[1.0, 2.0]])
-    assert sparse.indices.numpy().tolist() == [3] and ch03._scaled(None, 0.5) is None
+def test_backprop_divides_by_the_replica_count_sparse_gradients_too():
+    from common import config
+
+    table = keras.Variable(np.ones((5, 2), "float32"))
+    dense = keras.Variable(np.ones((2,), "float32"))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.gather(table, [3]) * 4.0) + tf.reduce_sum(dense * 2.0)
+    sparse_grad, dense_grad = config.backprop(tape, loss, [table, dense], keras.optimizers.SGD(), replicas=2)
+    assert isinstance(sparse_grad, tf.IndexedSlices) and sparse_grad.indices.numpy().tolist() == [3]
+    np.testing.assert_allclose(sparse_grad.values.numpy(), [[2.0, 2.0]])
+    np.testing.assert_allclose(dense_grad.numpy(), [1.0, 1.0])
+
+
+def test_backprop_starts_from_the_loss_scale_under_mixed_precision():
+    from common import config
+
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(), initial_scale=1024.0)
+    w = keras.Variable(np.ones((2,), "float32"))
+    optimizer.build([w])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(w * 3.0)
+    (grad,) = config.backprop(tape, loss, [w], optimizer)
+    np.testing.assert_allclose(grad.numpy(), [3072.0, 3072.0])   # scaled; apply_gradients divides it out
+    optimizer.apply_gradients([(grad, w)])
+    np.testing.assert_allclose(w.numpy(), [1.0 - 0.01 * 3.0] * 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["dcgan", "wgan_gp"])
+def test_a_mixed_precision_step_moves_the_weights_like_a_float32_step(kind, precision_check):
+    rng = np.random.default_rng(0)
+
+    def step():
+        if kind == "dcgan":
+            gan = ch03.GAN(ch03.build_dcgan_generator(z_dim=8, width=16), ch03.build_dcgan_discriminator(width=8))
+            real = rng.uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
+        else:
+            gan = ch03.WGANGP(ch03.build_wgan_generator(16, z_dim=8, width=16),
+                              ch03.build_wgan_critic(16, width=16, norm=None, use_bias=False), n_critic=2)
+            real = rng.uniform(-1, 1, (16, 16, 16, 1)).astype("float32")
+        gan.compile(keras.optimizers.SGD(0.05), keras.optimizers.SGD(0.05))
+        nets = [gan.generator, gan.discriminator]
+        before = [np.array(w) for net in nets for w in net.trainable_weights]
+        z = np.random.default_rng(1).normal(size=(len(real), 8)).astype("float32")
+        logs = gan.train_on_batch(real, z, return_dict=True)
+        return gan, logs, before
+
+    check_networks = lambda gan: [gan.generator, gan.discriminator]
+    precision_check(step, check_networks)
+
+
+def test_loss_scaling_keeps_gradients_that_float16_would_flush_to_zero(precision_check):
+    """A loss a billion times smaller has gradients below float16's smallest number (6e-8); with
+    dynamic loss scaling a mixed-precision step still moves the weights like a float32 step."""
+    rng = np.random.default_rng(0)
+
+    def step():
+        gan = ch03.GAN(ch03.build_dcgan_generator(z_dim=8, width=16), ch03.build_dcgan_discriminator(width=8))
+        gan.compile(keras.optimizers.SGD(5e7), keras.optimizers.SGD(5e7),
+                    d_loss_fn=lambda r, f: 1e-9 * ch03.discriminator_loss_bce(r, f),
+                    g_loss_fn=lambda f: 1e-9 * ch03.generator_loss_bce(f))
+        before = [np.array(w) for w in gan.generator.trainable_weights + gan.discriminator.trainable_weights]
+        real = rng.uniform(-1, 1, (8, 28, 28, 1)).astype("float32")
+        z = np.random.default_rng(1).normal(size=(8, 8)).astype("float32")
+        return gan, gan.train_on_batch(real, z, return_dict=True), before
+
+    precision_check(step, lambda gan: [gan.generator, gan.discriminator])
