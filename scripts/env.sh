@@ -18,10 +18,19 @@ case "$HOIG_ENV" in
   *) echo "error: HOIG_ENV must be pinned, colab or lowest, not '$HOIG_ENV'" >&2; exit 1 ;;
 esac
 VENV="${HOIG_VENV:-$ROOT/$venv_name}"
-PYTHON="${PYTHON:-$want_python}"
-if ! command -v "$PYTHON" >/dev/null 2>&1; then
-  echo "warning: $PYTHON not found; building the $HOIG_ENV environment with python3 instead" >&2
-  PYTHON=python3
+runs() { "$1" -c 'import sys' >/dev/null 2>&1; }
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=$want_python
+  if ! runs "$PYTHON"; then   # e.g. a pyenv shim for a version that is installed but not active
+    for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"${want_python#python}"*/bin/"$want_python" \
+                     /usr/bin/"$want_python" /usr/local/bin/"$want_python"; do
+      if [ -x "$candidate" ] && runs "$candidate"; then PYTHON=$candidate; break; fi
+    done
+  fi
+  if ! runs "$PYTHON"; then
+    echo "warning: $want_python not found; building the $HOIG_ENV environment with python3 instead" >&2
+    PYTHON=python3
+  fi
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
