@@ -3,119 +3,167 @@
 ``GANCheckpoint`` / ``restore_checkpoint`` save and resume a two-network model (both networks and
 both optimizers, so a resumed run continues exactly); ``SampleGrid`` and ``ClassGridCallback``
 record the generator's output on fixed inputs during ``fit`` for the notebooks' timelines;
-``save_best`` keeps the best weights of a single-network model.
+``save_best`` keeps the best weights of a single-network model. Files are written under a temporary
+name and renamed when complete (a run killed mid-save never leaves half a file in place of a good
+one); training stops at the first non-finite logged value, and non-finite weights are never saved.
 """
 from __future__ import annotations
 
-import json
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import keras
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "restore_checkpoint", "GANCheckpoint", "SampleGrid",
-           "ClassGridCallback", "save_best"]
+from .config import positive
+
+__all__ = ["save_checkpoint", "latest_checkpoint", "restore_checkpoint", "StopOnNonFinite",
+           "GANCheckpoint", "SampleGrid", "ClassGridCallback", "save_best"]
 
 
-_CKPT_PREFIX = "ckpt-"
+_CKPT = re.compile(r"ckpt-(\d+)\.npz")
 
 
 def _state_variables(gan):
     """Every variable a resumed run needs, by a stable name."""
-    groups = {
-        "generator": gan.generator.weights,
-        "discriminator": gan.discriminator.weights,
-        "g_optimizer": gan.g_optimizer.variables,
-        "d_optimizer": gan.d_optimizer.variables,
-    }
+    groups = dict(generator=gan.generator.weights, discriminator=gan.discriminator.weights,
+                  g_optimizer=gan.g_optimizer.variables, d_optimizer=gan.d_optimizer.variables)
     return {f"{group}/{i:04d}": v for group, vs in groups.items() for i, v in enumerate(vs)}
+
+
+def _not_finite(named) -> list:
+    """Names of the (name, value) pairs holding a NaN or an infinity."""
+    return [k for k, v in named if np.issubdtype(np.asarray(v).dtype, np.floating)
+            and not np.isfinite(v).all()]
 
 
 def save_checkpoint(gan, directory, epoch: int) -> str:
     """Write the weights of both networks and the state of both optimizers (iterations,
-    moments) after ``epoch`` completed epochs; returns the file's path."""
+    moments) after ``epoch`` completed epochs to ``ckpt-<epoch>.npz`` (through a temporary file,
+    renamed when complete); returns the file's path. Refuses (FloatingPointError) to save
+    weights that are not finite."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = {name: keras.ops.convert_to_numpy(v) for name, v in _state_variables(gan).items()}
-    path = directory / f"{_CKPT_PREFIX}{int(epoch):05d}.npz"
+    arrays = {name: np.asarray(v) for name, v in _state_variables(gan).items()}
+    bad = _not_finite(arrays.items())
+    if bad:
+        raise FloatingPointError(f"not saving the epoch-{epoch} checkpoint: {bad[:3]} hold NaN or "
+                                 f"infinite values (the last good checkpoint stays in {directory}).")
+    path = directory / f"ckpt-{int(epoch):05d}.npz"
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
-    (directory / "latest.json").write_text(json.dumps({"epoch": int(epoch), "path": path.name}))
     return str(path)
 
 
+def _checkpoints(directory) -> list:
+    """``(epoch, path)`` of the checkpoints in ``directory``, newest first."""
+    found = [(int(m.group(1)), p) for p in Path(directory).glob("ckpt-*.npz")
+             if (m := _CKPT.fullmatch(p.name))]
+    return sorted(found, reverse=True)
+
+
+def _read(path) -> dict | None:
+    """All arrays of a checkpoint file, or None (with a warning naming it) when it is unreadable."""
+    try:
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    except Exception as err:  # truncated or corrupt file: BadZipFile, EOFError, OSError, ValueError
+        warnings.warn(f"skipping the unreadable checkpoint {path} ({type(err).__name__}: {err}); "
+                      f"trying an older one", RuntimeWarning, stacklevel=3)
+        return None
+
+
 def latest_checkpoint(directory):
-    """``(path, epoch)`` of the newest checkpoint in ``directory``, or ``(None, 0)``."""
-    meta = Path(directory) / "latest.json"
-    if not meta.exists():
-        return None, 0
-    info = json.loads(meta.read_text())
-    return str(Path(directory) / info["path"]), int(info["epoch"])
+    """``(path, epoch)`` of the newest readable checkpoint in ``directory``, or ``(None, 0)``;
+    an unreadable newer one is skipped with a warning naming it."""
+    for epoch, path in _checkpoints(directory):
+        if _read(path) is not None:
+            return str(path), epoch
+    return None, 0
 
 
 def restore_checkpoint(gan, path_or_directory) -> int:
     """Load a checkpoint into a compiled ``gan`` (networks and optimizers); returns the
-    number of completed epochs to pass to ``fit(initial_epoch=...)``, 0 when there is none."""
+    number of completed epochs to pass to ``fit(initial_epoch=...)``, 0 when there is none.
+    Given a directory, resumes from its newest readable checkpoint (a file cut short by a
+    crash is skipped with a warning naming it)."""
     path = Path(path_or_directory)
-    epoch = None
-    if path.suffix != ".npz":  # a directory: its newest checkpoint, if any
-        if not path.is_dir():
-            return 0
-        found, epoch = latest_checkpoint(path)
-        if found is None:
-            return 0
-        path = Path(found)
-    with np.load(path) as data:
+    candidates = [(int(path.stem.split("-")[-1]), path)] if path.suffix == ".npz" else _checkpoints(path)
+    for epoch, file in candidates:
+        arrays = _read(file)
+        if arrays is None:
+            continue
         variables = _state_variables(gan)
-        missing = sorted(set(variables) ^ set(data.files))
+        missing = sorted(set(variables) ^ set(arrays))
         if missing:
-            raise ValueError(f"checkpoint {path} does not match this model: {missing[:5]} ...")
+            raise ValueError(f"checkpoint {file} does not match this model: {missing[:5]} ...")
         for name, var in variables.items():
-            var.assign(data[name])
-    if epoch is None:
-        epoch = int(path.stem.split("-")[-1])
-    return epoch
+            var.assign(arrays[name])
+        return epoch
+    if path.suffix == ".npz":
+        raise ValueError(f"the checkpoint {path} cannot be read: delete it, or pass its directory")
+    return 0
 
 
-class GANCheckpoint(keras.callbacks.Callback):
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop training (FloatingPointError) at the first step where any logged value (every loss
+    and metric, whatever its name) is NaN or infinite. Keras' ``TerminateOnNaN`` only reads a
+    ``loss`` key, which the GANs of this book do not log."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check(logs, f"step {batch} of the epoch")
+
+    def check(self, logs, where: str):
+        """Raise FloatingPointError naming the logged values that are not finite."""
+        logs = {k: keras.ops.convert_to_numpy(v) for k, v in (logs or {}).items()}
+        bad = _not_finite(logs.items())
+        if bad:
+            raise FloatingPointError(
+                f"training stopped at {where}: {', '.join(bad)} became "
+                f"{logs[bad[0]]} (a NaN in the data, or a learning rate too high).")
+
+
+class GANCheckpoint(StopOnNonFinite):
     """Save a resumable checkpoint (both networks and both optimizers) every ``every``
     epochs into ``directory``; keep the newest ``keep`` files. Resume a run with
-    ``initial_epoch = restore_checkpoint(gan, directory)`` before ``fit``."""
+    ``initial_epoch = restore_checkpoint(gan, directory)`` before ``fit``. Stops training at an
+    epoch's end with a non-finite loss (checked per epoch, not per step: no host sync every step
+    on a GPU), so a good checkpoint is never rotated out by a diverged one."""
+
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
 
     def __init__(self, directory, every: int = 1, keep: int = 2):
         super().__init__()
+        positive(every=every, keep=keep)
         self.directory, self.every, self.keep = Path(directory), int(every), int(keep)
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
+        self.check(logs, f"the end of epoch {done}")
         if done % self.every:
             return
         save_checkpoint(self.model, self.directory, done)
-        files = sorted(self.directory.glob(f"{_CKPT_PREFIX}*.npz"))
-        for old in files[:-self.keep]:
+        for _, old in _checkpoints(self.directory)[self.keep:]:
             old.unlink()
+        for stale in self.directory.glob("ckpt-*.tmp.npz"):  # left by a run killed while saving
+            stale.unlink()
 
 
-class SampleGrid(keras.callbacks.Callback):
-    """Every ``every`` training steps (and once before training) draw the generator on a
-    fixed noise batch and keep the images in ``frames`` (with their step numbers in
-    ``steps``), so a notebook can plot them or replay them with a widget."""
+class _Recorder(keras.callbacks.Callback):
+    """Every ``every`` training steps (and once before training) call ``_draw()`` and keep the
+    images in ``frames`` with their step numbers in ``steps``."""
 
-    def __init__(self, z, every: int = 100, show=None):
+    def __init__(self, every: int):
         super().__init__()
-        self.z = np.asarray(z, dtype="float32")
-        self.every, self.show = int(every), show
-        self.frames, self.steps = [], []
-        self._step = 0
+        positive(every=every)
+        self.every, self.frames, self.steps, self._step = int(every), [], [], 0
 
     def _record(self):
-        images = keras.ops.convert_to_numpy(self.model.generator(self.z, training=False))
-        self.frames.append(images)
+        self.frames.append(keras.ops.convert_to_numpy(self._draw()))
         self.steps.append(self._step)
-        if self.show is not None:
-            self.show(self._step, images)
 
     def on_train_begin(self, logs=None):
         if not self.steps or self.steps[-1] != self._step:
@@ -127,43 +175,64 @@ class SampleGrid(keras.callbacks.Callback):
             self._record()
 
 
-def save_best(path, monitor: str = "val_loss", patience: int = 5):
-    """Two callbacks: keep the weights of the best epoch in ``path`` (which must end in
-    ``.weights.h5`` in Keras 3) and stop after ``patience`` epochs without improvement,
-    restoring the best weights. ``mode='min'`` is explicit because Keras 3 cannot guess the
-    direction of a custom metric such as ``val_rc_loss``."""
-    path = str(path)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"weight files must end in '.weights.h5' in Keras 3, got {path!r}")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return [
-        keras.callbacks.ModelCheckpoint(path, monitor=monitor, mode="min", save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=patience,
-                                      restore_best_weights=True),
-    ]
+class SampleGrid(_Recorder):
+    """Every ``every`` training steps (and once before training) draw the generator on a
+    fixed noise batch and keep the images in ``frames`` (with their step numbers in
+    ``steps``), so a notebook can plot them or replay them with a widget; ``show(step,
+    images)``, when given, is called with each new frame."""
+
+    def __init__(self, z, every: int = 100, show=None):
+        super().__init__(every)
+        self.z, self.show = np.asarray(z, dtype="float32"), show
+
+    def _record(self):
+        super()._record()
+        if self.show is not None:
+            self.show(self.steps[-1], self.frames[-1])
+
+    def _draw(self):
+        return self.model.generator(self.z, training=False)
 
 
-class ClassGridCallback(keras.callbacks.Callback):
+class ClassGridCallback(_Recorder):
     """Every ``every`` steps (and before training) draw G on fixed ``(z, labels)`` and keep
     the images in ``frames`` with their step numbers in ``steps``."""
 
     def __init__(self, z, labels, every: int = 2500):
+        super().__init__(every)
+        self.z, self.labels = np.asarray(z, "float32"), np.asarray(labels, "int32")
+
+    def _draw(self):
+        return self.model.generator([self.z, self.labels], training=False)
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Save the model's weights to ``path`` whenever the logged ``monitor`` reaches a new
+    minimum: written to a temporary file and renamed (Keras' ModelCheckpoint overwrites the
+    file in place, so a crash mid-save would lose the best weights)."""
+
+    def __init__(self, path, monitor: str = "val_loss"):
         super().__init__()
-        self.z = np.asarray(z, "float32")
-        self.labels = np.asarray(labels, "int32")
-        self.every, self.frames, self.steps, self._step = int(every), [], [], 0
+        self.path, self.monitor, self.best = str(path), monitor, np.inf
 
-    def _record(self):
-        images = self.model.generator([self.z, self.labels], training=False)
-        self.frames.append(keras.ops.convert_to_numpy(images))
-        self.steps.append(self._step)
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and np.isfinite(value) and value < self.best:
+            self.best = float(value)
+            tmp = self.path[:-len(".weights.h5")] + ".tmp.weights.h5"
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.path)
 
-    def on_train_begin(self, logs=None):
-        if not self.steps or self.steps[-1] != self._step:
-            self._record()
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self._step % self.every == 0:
-            self._record()
+def save_best(path, monitor: str = "val_loss", patience: int = 5):
+    """Two callbacks: keep the weights of the best epoch in ``path`` (which must end in
+    ``.weights.h5`` in Keras 3; see :class:`BestWeights`) and stop after ``patience`` epochs
+    without improvement, restoring the best weights. ``mode='min'`` is explicit because Keras 3
+    cannot guess the direction of a custom metric such as ``val_rc_loss``."""
+    path = str(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"weight files must end in '.weights.h5' in Keras 3, got {path!r}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return [BestWeights(path, monitor),
+            keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=patience,
+                                          restore_best_weights=True)]

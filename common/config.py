@@ -12,18 +12,38 @@ import os
 from types import SimpleNamespace
 from typing import Any, Mapping
 
+import numpy as np
+
 #: Name of the environment variable that selects smoke mode.
 ENV_VAR = "HOIG_SMOKE"
 
 #: Canonical home of the project (used for the Colab links and the Colab install cell).
 REPO = "hoig-companion/hands-on-image-generation-tf"
 
-_TRUE = {"1", "true", "yes", "on"}
+_FLAGS = {"": False, "0": False, "false": False, "no": False, "off": False,
+          "1": True, "true": True, "yes": True, "on": True}
+
+
+def flag(name: str) -> bool:
+    """The on/off environment variable ``name``: 1/true/yes/on or 0/false/no/off (any case), unset
+    or empty meaning off. Anything else raises, so that a typo never means a full run."""
+    value = os.environ.get(name, "")
+    if value.strip().lower() not in _FLAGS:
+        raise ValueError(f"{name}={value!r} is not understood: set it to 1, true, yes or on (or 0, "
+                         f"false, no or off), or leave it unset.")
+    return _FLAGS[value.strip().lower()]
+
+
+def positive(**sizes) -> None:
+    """Raise one ValueError naming the first of ``sizes`` (name=value) that is not an integer >= 1."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def is_smoke() -> bool:
     """True when ``HOIG_SMOKE`` asks for smoke mode (tiny data, offline, few steps)."""
-    return os.environ.get(ENV_VAR, "").strip().lower() in _TRUE
+    return flag(ENV_VAR)
 
 
 def mode() -> str:
@@ -89,7 +109,7 @@ def use_mixed_precision(enabled: bool | None = None) -> str:
     import tensorflow as tf
 
     if enabled is None:
-        enabled = os.environ.get("HOIG_MIXED_PRECISION", "").strip().lower() in _TRUE
+        enabled = flag("HOIG_MIXED_PRECISION")
     policy = "mixed_float16" if enabled and tf.config.list_physical_devices("GPU") else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy

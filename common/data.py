@@ -9,8 +9,14 @@ naming the dataset and what to do, instead of a long stack trace from inside TFD
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
+import re
+import shutil
 import socket
+import tarfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +25,9 @@ import tensorflow_datasets as tfds
 
 from . import config
 
-__all__ = [
-    "AUTOTUNE",
-    "CELEBA_ATTRIBUTES",
-    "DatasetUnavailableError",
-    "binarize",
-    "load",
-    "pipeline",
-    "load_mnist_binary",
-    "load_celeba_images",
-    "load_digits_binary",
-    "sample_image",
-    "celeba_faces",
-    "CIFAR10_CLASSES",
-    "cifar10_dataset",
-]
+__all__ = ["AUTOTUNE", "CELEBA_ATTRIBUTES", "DatasetUnavailableError", "check_split", "binarize", "load",
+           "pipeline", "load_mnist_binary", "load_celeba_images", "load_digits_binary", "sample_image",
+           "celeba_faces", "CIFAR10_CLASSES", "cifar10_dataset"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -50,11 +44,6 @@ CELEBA_ATTRIBUTES = (
 # fails in seconds rather than after minutes of retries.
 _DOWNLOAD_HOST = {"celeb_a": "drive.google.com"}
 _DEFAULT_HOST = "storage.googleapis.com"
-
-_CELEBA_FILES = (
-    "img_align_celeba.zip, list_eval_partition.txt, list_attr_celeba.txt, "
-    "list_landmarks_align_celeba.txt and identity_CelebA.txt"
-)
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -76,78 +65,109 @@ def _can_reach(host: str, port: int = 443, timeout: float = 5.0) -> bool:
         return False
 
 
-def _unavailable_message(name: str, data_dir: Path, reason: str) -> str:
+def _unavailable_message(name: str, data_dir: Path, reason: str, missing=()) -> str:
     manual = data_dir / "downloads" / "manual"
     if name == "celeb_a":
-        how = (
-            f"Google Drive often refuses CelebA downloads when its daily quota is used up, so "
-            f"download {_CELEBA_FILES} from the CelebA website by hand, put them in {manual} "
-            f"and run again"
-        )
+        how = (f"download {', '.join(sorted(missing))} from the CelebA website by hand (Google Drive "
+               f"refuses them once its daily quota is used up), put them in {manual} and run again")
     else:
         how = f"connect to the internet and run again, or copy a prepared copy of '{name}' into {data_dir}"
     return f"Could not get the TFDS dataset '{name}' ({reason}): {how}."
 
 
 def _ensure_prepared(builder, name: str, data_dir: Path) -> None:
+    """Download and prepare, or fail in seconds when offline: the files TFDS would take from
+    ``downloads/manual`` instead of the network are checked by name first."""
     if builder.is_prepared():
         return
     manual = data_dir / "downloads" / "manual"
-    has_manual_files = manual.is_dir() and any(manual.iterdir())
+    expected = {info.filename for info in (builder.url_infos or {}).values() if info.filename}
+    found = {p.name for p in manual.iterdir()} if manual.is_dir() else set()
     host = _DOWNLOAD_HOST.get(name, _DEFAULT_HOST)
-    if not has_manual_files and not _can_reach(host):
-        raise DatasetUnavailableError(
-            _unavailable_message(name, data_dir, f"no network connection to {host}")
-        )
+    if not (expected and expected <= found) and not _can_reach(host):
+        extra = sorted(found - expected)
+        seen = (f"; {manual} lacks {sorted(expected - found)} and holds {extra or 'no other file'}"
+                if found else "")
+        raise DatasetUnavailableError(_unavailable_message(
+            name, data_dir, f"no network connection to {host}{seen}", expected - found or expected))
     try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
-        )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
     except Exception as err:  # any failure of the download: quota, checksum, network
-        raise DatasetUnavailableError(
-            _unavailable_message(name, data_dir, f"{type(err).__name__} while downloading")
-        ) from err
+        raise DatasetUnavailableError(_unavailable_message(
+            name, data_dir, f"{type(err).__name__} while downloading", expected - found or expected)) from err
 
 
-def load(
-    name: str,
-    split: str,
-    *,
-    as_supervised: bool = False,
-    shuffle_files: bool = False,
-    smoke_examples: int = 64,
-    data_dir: str | os.PathLike | None = None,
-):
+def _declared_splits(name: str) -> set:
+    """The split names a TFDS builder's code declares, read from the source of its
+    ``_split_generators`` (``SplitGenerator(name=...)`` or the keys of the dict it returns)
+    without running it or downloading anything; empty when they cannot be read that way."""
+    try:
+        code = ast.parse(textwrap.dedent(inspect.getsource(
+            tfds.builder_cls(re.split(r"[/:]", name)[0])._split_generators)))
+    except Exception:  # an unknown dataset (TFDS says so later) or a builder without source
+        return set()
+    nodes = [kw.value for n in ast.walk(code) if isinstance(n, ast.Call)
+             and getattr(n.func, "attr", getattr(n.func, "id", None)) == "SplitGenerator"
+             for kw in n.keywords if kw.arg == "name"]
+    nodes += [k for n in ast.walk(code) if isinstance(n, ast.Return) and isinstance(n.value, ast.Dict)
+              for k in n.value.keys]
+    return {n.value if isinstance(n, ast.Constant) else n.attr.lower() for n in nodes
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            or isinstance(n, ast.Attribute) and n.attr in ("TRAIN", "VALIDATION", "TEST")}
+
+
+def check_split(name: str, split: str, builder=None) -> None:
+    """Raise ValueError when ``split`` (``'train'``, ``'train[:10%]+test'``...) names a split the
+    TFDS dataset ``name`` does not have: the prepared ``builder``'s splits, else those its code
+    declares. The same check runs in smoke mode, so a typo fails in CI, not after a download."""
+    known = set(builder.info.splits) if builder is not None and builder.info.splits else _declared_splits(name)
+    unknown = sorted({part.split("[")[0].strip() for part in str(split).split("+")} - known - {"all"})
+    if known and unknown:
+        raise ValueError(f"split={split!r}: the TFDS dataset '{name}' has no split {unknown[0]!r}; "
+                         f"choose from {sorted(known)}")
+
+
+def load(name: str, split: str, *, as_supervised: bool = False, shuffle_files: bool = False,
+         smoke_examples: int = 64, data_dir: str | os.PathLike | None = None):
     """Return ``(dataset, info)`` for a TFDS dataset split.
 
     Smoke mode: ``smoke_examples`` random examples from ``tfds.testing.mock_data``, no
     network. Note that the mock's ``info.splits`` is empty: read sizes from
     ``dataset.cardinality()``, never from ``info``.
     Full run: downloads on first use (into ``TFDS_DATA_DIR`` or ``~/tensorflow_datasets``)
-    and raises :class:`DatasetUnavailableError` when that is impossible.
+    and raises :class:`DatasetUnavailableError` when that is impossible. In both modes an
+    unknown split name or a split with no examples raises ValueError.
     """
     if config.is_smoke():
-        with tfds.testing.mock_data(
-            num_examples=smoke_examples, policy=tfds.testing.MockPolicy.USE_CODE
-        ):
-            return tfds.load(
-                name,
-                split=split,
-                as_supervised=as_supervised,
-                shuffle_files=shuffle_files,
-                with_info=True,
-            )
-    root = _data_dir(data_dir)
-    builder = tfds.builder(name, data_dir=str(root))
-    _ensure_prepared(builder, name, root)
-    ds = builder.as_dataset(split=split, as_supervised=as_supervised, shuffle_files=shuffle_files)
-    return ds, builder.info
+        check_split(name, split)
+        with tfds.testing.mock_data(num_examples=smoke_examples, policy=tfds.testing.MockPolicy.USE_CODE):
+            ds, info = tfds.load(name, split=split, as_supervised=as_supervised,
+                                 shuffle_files=shuffle_files, with_info=True)
+    else:
+        root = _data_dir(data_dir)
+        builder = tfds.builder(name, data_dir=str(root))
+        check_split(name, split, builder)
+        _ensure_prepared(builder, name, root)
+        ds = builder.as_dataset(split=split, as_supervised=as_supervised, shuffle_files=shuffle_files)
+        info = builder.info
+    if int(ds.cardinality()) == 0:
+        raise ValueError(f"split={split!r} of the TFDS dataset '{name}' has no examples")
+    return ds, info
 
 
 def pipeline(ds: tf.data.Dataset, batch_size: int, *, shuffle: int | None = None,
              cache: bool = True, drop_remainder: bool = False, seed: int | None = None):
     """cache -> shuffle(buffer ``shuffle``) -> batch -> prefetch: the input pipeline every
-    chapter uses. Map the preprocessing before calling this so the cache holds its result."""
+    chapter uses. Map the preprocessing before calling this so the cache holds its result.
+    Raises ValueError when ``ds`` is empty or (``drop_remainder``) holds less than one batch:
+    ``fit`` would otherwise train on nothing and return an empty history."""
+    config.positive(batch_size=batch_size)
+    n = int(ds.cardinality())
+    if n == 0 or n == tf.data.UNKNOWN_CARDINALITY and not any(True for _ in ds.take(1)):
+        raise ValueError("pipeline() got an empty dataset: check the split and any filter applied to it")
+    if drop_remainder and 0 < n < batch_size:
+        raise ValueError(f"the dataset holds {n} examples, less than one batch of batch_size="
+                         f"{batch_size} with drop_remainder=True: there would be nothing to train on")
     if cache:
         ds = ds.cache()
     if shuffle:
@@ -165,17 +185,18 @@ def binarize(image, label=None):
     return tf.cast(bits, tf.float32), tf.cast(bits, tf.int32)
 
 
+def _mnist_pairs(prepare, batch_size, smoke_examples, data_dir):
+    """``(train, test)`` MNIST pipelines of ``prepare(image, label)``; train shuffled over all 60,000."""
+    return tuple(pipeline(load("mnist", split, as_supervised=True, smoke_examples=smoke_examples,
+                               data_dir=data_dir)[0].map(prepare, num_parallel_calls=AUTOTUNE),
+                          batch_size, shuffle=60_000 if split == "train" else None)
+                 for split in ("train", "test"))
+
+
 def load_mnist_binary(batch_size: int = 64, *, smoke_examples: int = 128, data_dir=None):
     """Binarised MNIST for PixelCNN: ``(train, test)`` datasets of (float32 input, int32
     target) batches of shape ``(B, 28, 28, 1)``. Train is shuffled over all of it."""
-    out = []
-    for split in ("train", "test"):
-        ds, _ = load("mnist", split, as_supervised=True, smoke_examples=smoke_examples,
-                     data_dir=data_dir)
-        ds = ds.map(binarize, num_parallel_calls=AUTOTUNE)
-        shuffle = 60_000 if split == "train" else None
-        out.append(pipeline(ds, batch_size, shuffle=shuffle))
-    return tuple(out)
+    return _mnist_pairs(binarize, batch_size, smoke_examples, data_dir)
 
 
 def load_celeba_images(split: str = "test", n: int = 2000, batch: int = 2000, *, data_dir=None):
@@ -185,6 +206,7 @@ def load_celeba_images(split: str = "test", n: int = 2000, batch: int = 2000, *,
     each of the 40 attribute names to a bool array of length ``n``. In smoke mode the images
     are random (mock data) but have the real shapes and keys.
     """
+    config.positive(n=n, batch=batch)
     ds, _ = load("celeb_a", split, shuffle_files=False, smoke_examples=n, data_dir=data_dir)
     ds = ds.map(lambda ex: (ex["image"], ex["attributes"]), num_parallel_calls=AUTOTUNE)
     images, attributes = [], {name: [] for name in CELEBA_ATTRIBUTES}
@@ -192,12 +214,7 @@ def load_celeba_images(split: str = "test", n: int = 2000, batch: int = 2000, *,
         images.append(image_batch)
         for key in attributes:
             attributes[key].append(np.asarray(attr_batch[key], dtype=bool))
-    if not images:
-        raise DatasetUnavailableError(f"CelebA split '{split}' yielded no images.")
-    return (
-        np.concatenate(images).astype(np.uint8),
-        {key: np.concatenate(value) for key, value in attributes.items()},
-    )
+    return np.concatenate(images).astype(np.uint8), {k: np.concatenate(v) for k, v in attributes.items()}
 
 
 def load_digits_binary(test_fraction: float = 0.2, seed: int = 0):
@@ -226,18 +243,13 @@ def load_mnist_autoencoder(batch_size: int = 256, *, smoke_examples: int = 256, 
     """MNIST for the Chapter 2 autoencoders and VAE: ``(train, test)`` datasets of
     ``(x, x)`` batches, x float32 ``(B, 28, 28, 1)`` in [0, 1]. Train is shuffled over all
     60,000 images; both are cached and prefetched."""
-    out = []
-    for split in ("train", "test"):
-        ds, _ = load("mnist", split, as_supervised=True, smoke_examples=smoke_examples,
-                     data_dir=data_dir)
-        ds = ds.map(to_unit_pair, num_parallel_calls=AUTOTUNE)
-        out.append(pipeline(ds, batch_size, shuffle=60_000 if split == "train" else None))
-    return tuple(out)
+    return _mnist_pairs(to_unit_pair, batch_size, smoke_examples, data_dir)
 
 
 def load_mnist_arrays(split: str = "test", n: int = 1000, *, data_dir=None):
     """The first ``n`` MNIST images of ``split`` as float32 ``(n, 28, 28, 1)`` in [0, 1]
     and their int labels: the digits of Chapter 2's latent-space plots."""
+    config.positive(n=n)
     ds, _ = load("mnist", split, as_supervised=True, smoke_examples=n, data_dir=data_dir)
     images, labels = next(ds.take(n).batch(n).as_numpy_iterator())
     return images.astype(np.float32) / 255.0, labels.astype(np.int64)
@@ -257,12 +269,9 @@ def load_celeba_faces(split: str = "train", batch_size: int = 128, image_size: i
     Not cached in memory (162,770 training faces at 112x112 in float32 are 24 GB)."""
     ds, _ = load("celeb_a", split, shuffle_files=shuffle, smoke_examples=smoke_examples,
                  data_dir=data_dir)
-    def as_pair(example):
-        face = resize_face(example["image"], image_size)
-        return face, face
-
-    ds = ds.map(as_pair, num_parallel_calls=AUTOTUNE)
-    return pipeline(ds, batch_size, shuffle=4 * batch_size if shuffle else None, cache=False)
+    ds = ds.map(lambda ex: resize_face(ex["image"], image_size), num_parallel_calls=AUTOTUNE)
+    return pipeline(ds.map(lambda face: (face, face)), batch_size, shuffle=4 * batch_size if shuffle else None,
+                    cache=False)
 
 
 def load_celeba_with_attributes(split: str = "test", batch_size: int = 128, image_size: int = 112,
@@ -276,15 +285,17 @@ def load_celeba_with_attributes(split: str = "test", batch_size: int = 128, imag
     return pipeline(ds, batch_size, cache=False)
 
 
+def _centre_square(image):
+    """The largest centred square of an (H, W, ...) array or tensor."""
+    h, w = int(image.shape[0]), int(image.shape[1])
+    top, left, side = (h - min(h, w)) // 2, (w - min(h, w)) // 2, min(h, w)
+    return image[top:top + side, left:left + side]
+
+
 def square_photo(image, image_size: int = 112):
     """A photo of any size (H, W, 3, uint8 or float in [0, 255]) centre-cropped to a square
     and resized to ``image_size``; float32 in [0, 1]. For editing the reader's own face."""
-    image = tf.convert_to_tensor(image)
-    h, w = int(image.shape[0]), int(image.shape[1])
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    image = image[top:top + side, left:left + side, :3]
-    return resize_face(image, image_size).numpy()
+    return resize_face(_centre_square(tf.convert_to_tensor(image))[..., :3], image_size).numpy()
 
 
 __all__ += ["to_unit_pair", "load_mnist_autoencoder", "load_mnist_arrays", "resize_face",
@@ -370,13 +381,13 @@ __all__ += ["FASHION_MNIST_CLASSES", "CELEBA_CROP", "to_gan_range", "celeba_crop
 
 # --------------------------------------------------------------------------- Chapter 4: image-to-image translation
 
-#: The pix2pix side-by-side archives: where they live and which half is the input A. Each
-#: JPEG is 512 x 256, two 256 x 256 images side by side.
+#: The pix2pix side-by-side archives: where they live, which half is the input A and how many
+#: JPEGs each split holds. Each JPEG is 512 x 256, two 256 x 256 images side by side.
 PAIRED_ARCHIVES = {
     "facades": dict(url="http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz",
-                    a_side="right", splits=("train", "val", "test")),
+                    a_side="right", counts=dict(train=400, val=100, test=106)),
     "edges2shoes": dict(url="http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/edges2shoes.tar.gz",
-                        a_side="left", splits=("train", "val")),
+                        a_side="left", counts=dict(train=49_825, val=200)),
 }
 
 
@@ -391,14 +402,13 @@ def _synthetic_paired_archive(name: str, n: int = 6, size: int = 256) -> Path:
     root = Path(tempfile.gettempdir()) / "hoig_smoke_paired" / f"{name}_{size}"
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / float(size)
-    for split in spec["splits"]:
+    for split in spec["counts"]:
         folder = root / name / split
         if folder.is_dir() and len(list(folder.glob("*.jpg"))) >= n:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            cells = rng.integers(0, 4, size=(8, 8))
-            blocks = np.kron(cells, np.ones((size // 8, size // 8)))
+            blocks = np.kron(rng.integers(0, 4, size=(8, 8)), np.ones((size // 8, size // 8)))
             a = np.stack([0.1 * blocks, 0.2 * blocks, 0.4 + 0.15 * blocks], -1) * 255
             b = np.stack([0.6 + 0.4 * yy, 0.3 + 0.3 * xx * (i + 1) / n, 0.1 * yy], -1) * 255
             halves = (b, a) if spec["a_side"] == "right" else (a, b)
@@ -407,49 +417,78 @@ def _synthetic_paired_archive(name: str, n: int = 6, size: int = 256) -> Path:
     return root / name
 
 
+def _complete(folder: Path, name: str, remedy: str) -> Path:
+    """``folder`` if it holds every JPEG of the archive ``name``; raises, saying what to delete, if not."""
+    for split, expected in PAIRED_ARCHIVES[name]["counts"].items():
+        found = len(list((folder / split).glob("*.jpg")))
+        if found != expected:
+            raise DatasetUnavailableError(f"The pix2pix archive '{name}' is incomplete ({folder / split} "
+                                          f"holds {found} of its {expected} JPEGs): {remedy} and run again.")
+    return folder
+
+
 def paired_archive_dir(name: str, *, data_dir=None, smoke_examples: int = 6) -> Path:
     """Folder holding the ``train/``, ``val/`` (``test/``) JPEGs of a pix2pix archive.
 
-    Full run: downloads and unpacks ``<name>.tar.gz`` once with ``keras.utils.get_file``
-    (into ``data_dir`` or ``~/.keras/datasets``) and raises :class:`DatasetUnavailableError`
-    when the host cannot be reached. Smoke mode: synthetic JPEGs in a temporary folder."""
+    Full run: downloads ``<name>.tar.gz`` once (into ``data_dir`` or ``~/.keras``, under ``datasets/``),
+    unpacks it into a temporary folder renamed ``pix2pix_<name>`` once every file is there (an interrupted
+    run leaves nothing the next run would reuse); raises :class:`DatasetUnavailableError`, naming what to
+    delete, when the host is unreachable or a file is incomplete. Smoke mode: synthetic JPEGs."""
     if name not in PAIRED_ARCHIVES:
         raise ValueError(f"unknown paired archive {name!r}; choose from {sorted(PAIRED_ARCHIVES)}")
     if config.is_smoke():
         return _synthetic_paired_archive(name, n=smoke_examples)
-    import keras
+    import gzip
+    import zlib
     from urllib.parse import urlparse
 
+    import keras
+
     url = PAIRED_ARCHIVES[name]["url"]
-    cache_dir = Path(data_dir).expanduser() if data_dir else Path("~/.keras").expanduser()
-    for found in (cache_dir / "datasets").glob(f"{name}*/**/{name}/train"):
-        return found.parent
-    host = urlparse(url).hostname
-    if not _can_reach(host, port=80):
-        raise DatasetUnavailableError(
-            f"Could not download the pix2pix archive '{name}.tar.gz' (no network connection to "
-            f"{host}): connect to the internet and run again, or download {url} yourself and "
-            f"unpack it into {cache_dir / 'datasets'}.")
+    datasets = (Path(data_dir).expanduser() if data_dir else Path("~/.keras").expanduser()) / "datasets"
+    folder, archive = datasets / f"pix2pix_{name}", datasets / f"{name}.tar.gz"
+    if folder.is_dir():
+        return _complete(folder, name, f"delete {folder}")
+    if not archive.is_file():
+        host = urlparse(url).hostname
+        if not _can_reach(host, port=80):
+            raise DatasetUnavailableError(
+                f"Could not download the pix2pix archive '{name}.tar.gz' (no network connection to "
+                f"{host}): connect to the internet and run again, or download {url} yourself "
+                f"into {archive}.")
+        part = archive.with_name(archive.name + ".part")  # renamed once the download is complete
+        part.unlink(missing_ok=True)
+        try:
+            os.replace(keras.utils.get_file(part.name, origin=url, cache_dir=str(datasets.parent)), archive)
+        except Exception as err:  # network failure, no disk space
+            raise DatasetUnavailableError(
+                f"Could not download the pix2pix archive '{name}.tar.gz' ({type(err).__name__} "
+                f"while downloading {url}): run again, or download it yourself into {archive}.") from err
+    unpacking = datasets / f"pix2pix_{name}.unpacking"
+    shutil.rmtree(unpacking, ignore_errors=True)  # left by an interrupted run
     try:
-        extracted = Path(keras.utils.get_file(f"{name}.tar.gz", origin=url, extract=True,
-                                              cache_dir=str(cache_dir)))
-    except Exception as err:  # network failure, truncated file, no disk space
-        raise DatasetUnavailableError(
-            f"Could not download the pix2pix archive '{name}.tar.gz' ({type(err).__name__} "
-            f"while downloading {url}): run again, or download it yourself and unpack it into "
-            f"{cache_dir / 'datasets'}.") from err
-    for candidate in (extracted / name, extracted):
-        if (candidate / "train").is_dir():
-            return candidate
-    raise DatasetUnavailableError(f"The archive '{name}.tar.gz' unpacked into {extracted} has no "
-                                  f"'{name}/train' folder: delete it and run again.")
+        with tarfile.open(archive) as tar:
+            tar.extractall(unpacking, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        os.replace(_complete(unpacking / name, name, f"delete {archive}"), folder)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise DatasetUnavailableError(f"{archive} is not a complete .tar.gz archive ({type(err).__name__}: "
+                                      f"{err}): delete {archive} and run again.") from err
+    finally:
+        shutil.rmtree(unpacking, ignore_errors=True)
+    return folder
 
 
 def decode_pair(path, name: str = "facades"):
     """Read one side-by-side JPEG and return ``(A, B)`` as float32 in [0, 255], each half of
     the width: A is the right half for facades (the label map), the left half for
-    edges2shoes (the edge map); B is the other half (the photo)."""
-    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+    edges2shoes (the edge map); B is the other half (the photo). A file that is neither a PNG nor
+    a JPEG with its start and end markers (cut short, or not an image) stops with an error naming it."""
+    raw = tf.io.read_file(path)
+    head, tail = tf.strings.substr(raw, 0, 4), tf.strings.substr(tf.strings.join([b"\0\0", raw]), -2, 2)
+    whole = (tf.strings.substr(head, 0, 2) == b"\xff\xd8") & (tail == b"\xff\xd9") | (head == b"\x89PNG")
+    with tf.control_dependencies([tf.debugging.Assert(whole, [
+            "Not a complete JPEG file (cut short or corrupt; delete it or unpack the archive again):", path])]):
+        image = tf.io.decode_jpeg(raw, channels=3)
     half = tf.shape(image)[1] // 2
     left = tf.cast(image[:, :half], tf.float32)
     right = tf.cast(image[:, half:], tf.float32)
@@ -484,6 +523,9 @@ def load_paired_archive(name: str = "facades", split: str = "train", *, jitter: 
     ``jitter`` (default: only for ``'train'``) applies :func:`random_jitter_pair` with
     ``load_size`` (default ``image_size * 286 / 256``); without it both are resized
     (bilinear) to ``image_size``. Batch with :func:`pipeline`."""
+    if name in PAIRED_ARCHIVES and split not in PAIRED_ARCHIVES[name]["counts"]:
+        raise ValueError(f"split={split!r}: the '{name}' archive has {list(PAIRED_ARCHIVES[name]['counts'])}")
+    config.positive(image_size=image_size)
     root = paired_archive_dir(name, data_dir=data_dir, smoke_examples=smoke_examples)
     folder = root / split
     files = sorted(folder.glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
@@ -512,6 +554,9 @@ def load_unpaired(name: str = "cycle_gan/horse2zebra", domain: str = "A", split:
     ``(image_size, image_size, 3)`` images in [-1, 1]. Training images get random jitter
     (resize to ``load_size``, random crop, random flip); test images are only resized.
     Shuffle and zip the two domains independently: CycleGAN needs no pairs."""
+    if domain not in ("A", "B"):
+        raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
+    config.positive(image_size=image_size)
     ds, _ = load(name, f"{split}{domain}", smoke_examples=smoke_examples, data_dir=data_dir)
     jitter = (split == "train") if jitter is None else jitter
     load_size = load_size or int(round(image_size * 286 / 256))
@@ -548,10 +593,7 @@ def sample_image(name: str, size: int | None = None) -> np.ndarray:
     image = image[..., :3].astype(np.float32)
     if image.max() > 1.0:
         image /= 255.0
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    image = image[top:top + side, left:left + side]
+    image = _centre_square(image)
     if size is not None:
         image = resize(image, (size, size), anti_aliasing=True).astype(np.float32)
     return np.clip(image, 0.0, 1.0)
@@ -565,8 +607,7 @@ def celeba_faces(target_res: int = 64, split: str = "train", smoke_examples: int
 
     def prepare(example):
         face = tf.image.crop_to_bounding_box(example["image"], 39, 19, 140, 140)
-        face = tf.image.resize(tf.cast(face, tf.float32), (target_res, target_res),
-                               method="area")
+        face = tf.image.resize(tf.cast(face, tf.float32), (target_res, target_res), method="area")
         return face / 127.5 - 1.0
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()

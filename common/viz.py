@@ -7,14 +7,10 @@ import io
 import numpy as np
 import matplotlib.pyplot as plt
 
+from .config import positive
+
 __all__ = ["to_unit_range", "grid_array", "image_grid", "save_grid", "to_png_bytes",
            "plot_history", "plot_mask", "translation_grid"]
-
-
-def _as_numpy(images) -> np.ndarray:
-    if hasattr(images, "numpy"):
-        images = images.numpy()
-    return np.asarray(images)
 
 
 def to_unit_range(images, value_range=None) -> np.ndarray:
@@ -23,7 +19,7 @@ def to_unit_range(images, value_range=None) -> np.ndarray:
     ``value_range`` is ``(low, high)`` of the input; when omitted it is guessed: uint8 ->
     (0, 255), any negative value -> (-1, 1), otherwise (0, 1).
     """
-    images = _as_numpy(images)
+    images = np.asarray(images.numpy() if hasattr(images, "numpy") else images)
     if value_range is None:
         if images.dtype == np.uint8:
             value_range = (0, 255)
@@ -32,8 +28,20 @@ def to_unit_range(images, value_range=None) -> np.ndarray:
         else:
             value_range = (0, 1)
     low, high = value_range
+    if not high > low:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
     out = (images.astype(np.float32) - low) / float(high - low)
     return np.clip(out, 0.0, 1.0)
+
+
+def _layout(n: int, rows, cols):
+    """``(rows, cols)`` of a grid for ``n`` images: about square when neither is given."""
+    if n == 0:
+        raise ValueError("images is empty: there is nothing to draw")
+    positive(**{k: v for k, v in dict(rows=rows, cols=cols).items() if v is not None})
+    if cols is None:
+        cols = int(np.ceil(np.sqrt(n))) if rows is None else int(np.ceil(n / rows))
+    return rows or int(np.ceil(n / cols)), cols
 
 
 def grid_array(images, rows: int | None = None, cols: int | None = None,
@@ -45,10 +53,9 @@ def grid_array(images, rows: int | None = None, cols: int | None = None,
     if images.ndim != 4:
         raise ValueError(f"expected a batch of images (N, H, W[, C]), got shape {images.shape}")
     n, h, w, c = images.shape
-    if cols is None:
-        cols = int(np.ceil(np.sqrt(n))) if rows is None else int(np.ceil(n / rows))
-    if rows is None:
-        rows = int(np.ceil(n / cols))
+    rows, cols = _layout(n, rows, cols)
+    if pad < 0:
+        raise ValueError(f"pad must be 0 or more pixels, got {pad!r}")
     canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), pad_value, np.float32)
     for i in range(min(n, rows * cols)):
         r, q = divmod(i, cols)
@@ -65,10 +72,7 @@ def image_grid(images, rows: int | None = None, cols: int | None = None, value_r
     """
     images = to_unit_range(images, value_range)
     n = len(images)
-    if cols is None:
-        cols = int(np.ceil(np.sqrt(n))) if rows is None else int(np.ceil(n / rows))
-    if rows is None:
-        rows = int(np.ceil(n / cols))
+    rows, cols = _layout(n, rows, cols)
     fig, axes = plt.subplots(rows, cols, figsize=(scale * cols, scale * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= n:
@@ -94,6 +98,7 @@ def image_grid(images, rows: int | None = None, cols: int | None = None, value_r
 def to_png_bytes(image, value_range=None, scale: int = 1) -> bytes:
     """Encode one image ``(H, W[, C])`` as PNG bytes (for ipywidgets.Image), optionally
     enlarged ``scale`` times with nearest-neighbour repetition."""
+    positive(scale=scale)
     img = to_unit_range(image, value_range)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
@@ -164,6 +169,8 @@ def translation_grid(columns, titles=None, scale: float = 2.2, suptitle: str | N
     ``(N, H, W, C)`` in [-1, 1] (one per column, same N), mapped to [0, 1] for display.
     Returns the matplotlib figure."""
     columns = [np.clip((np.asarray(c, dtype=np.float32) + 1.0) / 2.0, 0.0, 1.0) for c in columns]
+    if not columns or len({len(c) for c in columns}) != 1 or not len(columns[0]):
+        raise ValueError(f"columns must be image batches of one same length > 0, got {[len(c) for c in columns]}")
     rows, cols = len(columns[0]), len(columns)
     fig, axes = plt.subplots(rows, cols, figsize=(scale * cols, scale * rows), squeeze=False)
     for r in range(rows):

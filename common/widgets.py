@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 
+from .config import positive
 from .viz import to_png_bytes
 
 __all__ = ["ConditionalFaceExplorer", "StepBrowser", "conditional_face_explorer", "step_browser"]
@@ -14,7 +15,81 @@ __all__ = ["ConditionalFaceExplorer", "StepBrowser", "conditional_face_explorer"
 _ANY = "any"
 
 
-class ConditionalFaceExplorer(widgets.VBox):
+class _Live(widgets.VBox):
+    """What every widget below shares: ``image`` shows ``current`` (the array drawn last) as a
+    PNG enlarged ``scale`` times, and ``update()`` redraws it whenever a control changes."""
+
+    def __init__(self, scale: int = 2, value_range=None):
+        positive(scale=scale)
+        super().__init__()
+        self.scale, self.value_range, self.current = scale, value_range, None
+        self.image = widgets.Image(format="png")
+
+    def _start(self, children, controls=()) -> None:
+        """Lay out ``children``, redraw whenever one of ``controls`` changes, and draw once."""
+        for control in controls:
+            control.observe(lambda _change: self.update(), names="value")
+        self.children = tuple(children)
+        self.update()
+
+    def _draw(self, array) -> None:
+        """Keep ``array`` in ``current`` and show it."""
+        self.current = array
+        self.image.value = to_png_bytes(array, value_range=self.value_range, scale=self.scale)
+
+
+def _as_array(images) -> np.ndarray:
+    return np.asarray(images.numpy() if hasattr(images, "numpy") else images)
+
+
+def _signed_to_unit(images) -> np.ndarray:
+    """Generator output in [-1, 1] (tensor or array) -> float32 array in [0, 1]."""
+    return np.clip((_as_array(images).astype(np.float32) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def _decode_one(decoder, z) -> np.ndarray:
+    """Decode one latent vector (z_dim,) to one image (H, W, C) as a numpy array."""
+    return _as_array(decoder(np.asarray(z, np.float32)[None], training=False))[0]
+
+
+def _seed_z(seed: int, n: int, dim: int) -> np.ndarray:
+    return np.random.default_rng(int(seed)).standard_normal((n, dim)).astype(np.float32)
+
+
+def _row(images) -> np.ndarray:
+    """Images in [-1, 1] (N, H, W, C) -> one [0, 1] strip, separated by white lines."""
+    images = _signed_to_unit(images)
+    gap = np.ones((images.shape[1], 1, images.shape[3]), np.float32)
+    return np.concatenate(sum(([gap, img] for img in images[1:]), [images[0]]), axis=1)
+
+
+def _class_count(generator):
+    """How many classes a conditional generator draws (its ``num_classes``, or the size of its
+    label Embedding / one-hot encoding), or None when it does not say."""
+    if getattr(generator, "num_classes", None):
+        return int(generator.num_classes)
+    for layer in getattr(generator, "layers", []):
+        if type(layer).__name__ in ("Embedding", "CategoryEncoding"):
+            return int(getattr(layer, "input_dim", None) or layer.num_tokens)
+    return None
+
+
+def _class_menu(generator, class_names=None, num_classes=None, description="class", value=0):
+    """A dropdown of the generator's classes. More classes than the generator draws raise
+    ValueError: an out-of-range label draws garbage (zeros on a GPU) instead of failing."""
+    known = _class_count(generator)
+    count = known or 0 if num_classes is None else num_classes
+    names = [str(n) for n in (range(count) if class_names is None else class_names)]
+    if not 0 < len(names) <= (known or len(names)):
+        raise ValueError(f"num_classes / class_names give {len(names)} classes, but this generator "
+                         f"draws between 1 and {known} (labels 0 to {(known or 1) - 1})")
+    if not 0 <= value < len(names):
+        raise ValueError(f"{description}={value!r} is not a class: choose 0 to {len(names) - 1}")
+    return widgets.Dropdown(options=[(nm, i) for i, nm in enumerate(names)], value=value,
+                            description=description)
+
+
+class ConditionalFaceExplorer(_Live):
     """Pick attribute conditions (any / True / False for each) and a statistic (mean or
     median); shows the resulting conditional face and how many images it averages.
     `face_fn(images, attributes, conditions, stat=, max_images=) -> (face or None, count)` computes
@@ -22,26 +97,18 @@ class ConditionalFaceExplorer(widgets.VBox):
 
     def __init__(self, images, attributes, face_fn, attribute_names=None, max_median_images: int = 500,
                  scale: int = 2):
+        super().__init__(scale)
         self.images, self.attributes, self.face_fn = images, attributes, face_fn
-        self.max_median_images, self.scale = max_median_images, scale
-        names = list(attribute_names or attributes.keys())
-        self.toggles = {
-            name: widgets.ToggleButtons(options=[_ANY, "True", "False"], value=_ANY,
-                                        description=name, style={"button_width": "48px",
-                                                                 "description_width": "150px"})
-            for name in names
-        }
-        self.stat = widgets.ToggleButtons(options=["mean", "median"], value="mean",
-                                          description="statistic")
-        self.image = widgets.Image(format="png")
+        self.max_median_images = max_median_images
+        self.toggles = {name: widgets.ToggleButtons(options=[_ANY, "True", "False"], value=_ANY, description=name,
+                                                    style={"button_width": "48px", "description_width": "150px"})
+                        for name in (attribute_names or attributes)}
+        self.stat = widgets.ToggleButtons(options=["mean", "median"], value="mean", description="statistic")
         self.message = widgets.Label()
-        self.current = None
-        for control in [*self.toggles.values(), self.stat]:
-            control.observe(lambda _change: self.update(), names="value")
         controls = widgets.VBox([self.stat, *self.toggles.values()],
                                 layout=widgets.Layout(max_height="420px", overflow_y="auto"))
-        super().__init__([widgets.HBox([controls, widgets.VBox([self.image, self.message])])])
-        self.update()
+        self._start([widgets.HBox([controls, widgets.VBox([self.image, self.message])])],
+                    [*self.toggles.values(), self.stat])
 
     @property
     def conditions(self) -> dict:
@@ -53,51 +120,14 @@ class ConditionalFaceExplorer(widgets.VBox):
                                    stat=self.stat.value, max_images=self.max_median_images)
         described = ", ".join(f"{k}={v}" for k, v in self.conditions.items()) or "no condition"
         if face is None:
-            self.current = None
-            self.image.value = b""
+            self.current, self.image.value = None, b""
             self.message.value = f"No image matches {described}: this combination has no samples."
         else:
-            self.current = face
-            self.image.value = to_png_bytes(face, scale=self.scale)
+            self._draw(face)
             self.message.value = f"{self.stat.value} of {count} images with {described}"
 
 
-class StepBrowser(widgets.VBox):
-    """A slider over a list of frames (for example snapshots taken while sampling)."""
-
-    def __init__(self, frames, titles=None, scale: int = 4, description: str = "step"):
-        self.frames = [np.asarray(f) for f in frames]
-        if not self.frames:
-            raise ValueError("StepBrowser needs at least one frame")
-        self.titles = list(titles) if titles is not None else [str(i) for i in range(len(frames))]
-        self.scale = scale
-        self.slider = widgets.IntSlider(min=0, max=len(self.frames) - 1, value=len(self.frames) - 1,
-                                        description=description, continuous_update=True)
-        self.image = widgets.Image(format="png")
-        self.label = widgets.Label()
-        self.current = None
-        self.slider.observe(lambda _change: self.update(), names="value")
-        super().__init__([self.slider, self.label, self.image])
-        self.update()
-
-    def update(self) -> None:
-        i = self.slider.value
-        self.current = self.frames[i]
-        self.image.value = to_png_bytes(self.current, scale=self.scale)
-        self.label.value = self.titles[i]
-
-
-def conditional_face_explorer(images, attributes, face_fn, attribute_names=None, **kwargs):
-    """Build a :class:`ConditionalFaceExplorer` that draws faces with `face_fn`."""
-    return ConditionalFaceExplorer(images, attributes, face_fn, attribute_names, **kwargs)
-
-
-def step_browser(frames, titles=None, **kwargs):
-    """Build a :class:`StepBrowser`."""
-    return StepBrowser(frames, titles, **kwargs)
-
-
-class FrameScrubber(widgets.VBox):
+class FrameScrubber(_Live):
     """A frame slider over a video, plus optional controls that change how a frame is drawn.
 
     ``render(i, **values)`` returns the image to show for frame ``i`` and the current
@@ -107,70 +137,69 @@ class FrameScrubber(widgets.VBox):
 
     def __init__(self, frames, render=None, controls=None, scale: int = 2,
                  description: str = "frame"):
+        super().__init__(scale)
         self.frames = list(frames)
         if not self.frames:
-            raise ValueError("FrameScrubber needs at least one frame")
+            raise ValueError(f"{type(self).__name__} needs at least one frame")
         self.render = render or (lambda i, **_: self.frames[i])
         self.controls = dict(controls or {})
-        self.scale = scale
         self.slider = widgets.IntSlider(min=0, max=len(self.frames) - 1, value=0,
                                         description=description, continuous_update=False)
-        self.image = widgets.Image(format="png")
         self.label = widgets.Label()
-        self.current = None
-        for control in [self.slider, *self.controls.values()]:
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.slider, *self.controls.values()]), self.label,
-                          self.image])
-        self.update()
+        self._start([widgets.HBox([self.slider, *self.controls.values()]), self.label, self.image],
+                    [self.slider, *self.controls.values()])
 
     @property
     def values(self) -> dict:
         """Current value of every control, by name."""
         return {name: c.value for name, c in self.controls.items()}
 
+    def caption(self, i: int) -> str:
+        described = ", ".join(f"{k}={v}" for k, v in self.values.items())
+        return f"frame {i + 1} of {len(self.frames)}" + (f" ({described})" if described else "")
+
     def update(self) -> None:
         """Render the selected frame with the current control values and redraw it."""
         i = self.slider.value
-        self.current = np.asarray(self.render(i, **self.values))
-        self.image.value = to_png_bytes(self.current, scale=self.scale)
-        described = ", ".join(f"{k}={v}" for k, v in self.values.items())
-        self.label.value = f"frame {i + 1} of {len(self.frames)}" + (f" ({described})" if described else "")
+        self._draw(np.asarray(self.render(i, **self.values)))
+        self.label.value = self.caption(i)
 
 
-def frame_scrubber(frames, render=None, controls=None, **kwargs):
-    """Build a :class:`FrameScrubber`."""
-    return FrameScrubber(frames, render, controls, **kwargs)
+class StepBrowser(FrameScrubber):
+    """A slider over a list of frames (for example snapshots taken while sampling), starting
+    at the last one, each shown with its title."""
+
+    def __init__(self, frames, titles=None, scale: int = 4, description: str = "step"):
+        frames = [np.asarray(f) for f in frames]
+        self.titles = list(titles) if titles is not None else [str(i) for i in range(len(frames))]
+        if len(self.titles) != len(frames):
+            raise ValueError(f"titles has {len(self.titles)} entries for {len(frames)} frames")
+        super().__init__(frames, scale=scale, description=description)
+        self.slider.continuous_update, self.slider.value = True, len(frames) - 1
+
+    def caption(self, i: int) -> str:
+        return self.titles[i]
 
 
+conditional_face_explorer = ConditionalFaceExplorer
+step_browser = StepBrowser
+frame_scrubber = FrameScrubber
 __all__ += ["FrameScrubber", "frame_scrubber"]
 
 
 # --------------------------------------------------------------------------- Chapter 2: latent spaces
 
-def _decode_one(decoder, z) -> np.ndarray:
-    """Decode one latent vector (z_dim,) to one image (H, W, C) as a numpy array."""
-    out = decoder(np.asarray(z, np.float32)[None], training=False)
-    return np.asarray(out.numpy() if hasattr(out, "numpy") else out)[0]
-
-
-class LatentCodeSliders(widgets.VBox):
+class LatentCodeSliders(_Live):
     """One slider per latent dimension; the decoded image is redrawn as a slider moves.
     ``ranges`` is a list of ``(low, high)`` per dimension (MNIST z=2: [(-5, 5), (-5, 5)])."""
 
-    def __init__(self, decoder, ranges, step: float = 0.1, scale: int = 6):
-        self.decoder, self.scale = decoder, scale
-        self.sliders = [
-            widgets.FloatSlider(value=float(np.clip(0.0, lo, hi)), min=lo, max=hi, step=step,
-                                description=f"z{i + 1}", continuous_update=True)
-            for i, (lo, hi) in enumerate(ranges)
-        ]
-        self.image = widgets.Image(format="png")
-        self.current = None
-        for s in self.sliders:
-            s.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([widgets.VBox(self.sliders), self.image])])
-        self.update()
+    def __init__(self, decoder, ranges=((-5.0, 5.0), (-5.0, 5.0)), step: float = 0.1, scale: int = 6):
+        super().__init__(scale)
+        self.decoder = decoder
+        self.sliders = [widgets.FloatSlider(value=float(np.clip(0.0, lo, hi)), min=lo, max=hi, step=step,
+                                            description=f"z{i + 1}", continuous_update=True)
+                        for i, (lo, hi) in enumerate(ranges)]
+        self._start([widgets.HBox([widgets.VBox(self.sliders), self.image])], self.sliders)
 
     @property
     def z(self) -> np.ndarray:
@@ -178,11 +207,10 @@ class LatentCodeSliders(widgets.VBox):
 
     def update(self) -> None:
         """Decode the sliders' code and redraw."""
-        self.current = _decode_one(self.decoder, self.z)
-        self.image.value = to_png_bytes(self.current, scale=self.scale)
+        self._draw(_decode_one(self.decoder, self.z))
 
 
-class AttributeEditor(widgets.VBox):
+class AttributeEditor(_Live):
     """Edit a face by latent arithmetic: z' = base_z + sum_a w_a * v_a (book Chapter 2).
 
     One slider per attribute (weight w_a, ``value_range``, step 0.1); the base face is shown
@@ -194,35 +222,28 @@ class AttributeEditor(widgets.VBox):
 
     def __init__(self, decoder, base_z, vectors, attributes=None, value_range=(-5.0, 5.0),
                  new_face=None, scale: int = 2):
+        super().__init__(scale)
         self.decoder, self.vectors, self.new_face = decoder, dict(vectors), new_face
-        self.value_range, self.scale = value_range, scale
-        self.base_z = np.asarray(base_z, np.float32).reshape(-1)
-        names = [a for a in (attributes or list(self.vectors)) if a in self.vectors]
-        self.sliders = {}
+        self.weight_range, self._updating, self.sliders, self.base = value_range, False, {}, None
         self.slider_box = widgets.VBox()
         self.base_image = widgets.Image(format="png")
-        self.image = widgets.Image(format="png")
         self.reset_button = widgets.Button(description="reset")
-        self.new_button = widgets.Button(description="new random face",
-                                         disabled=new_face is None)
+        self.new_button = widgets.Button(description="new random face", disabled=new_face is None)
         self.add_dropdown = widgets.Dropdown(options=[], description="add")
         self.reset_button.on_click(lambda _b: self.reset())
         self.new_button.on_click(lambda _b: self.randomize())
         self.add_dropdown.observe(self._on_add, names="value")
-        self.current = None
-        self.base = None
-        for name in names:
+        for name in [a for a in (attributes or list(self.vectors)) if a in self.vectors]:
             self.add_attribute(name, redraw=False)
-        buttons = widgets.HBox([self.reset_button, self.new_button, self.add_dropdown])
         faces = widgets.HBox([widgets.VBox([widgets.Label("base"), self.base_image]),
                               widgets.VBox([widgets.Label("edited"), self.image])])
-        super().__init__([buttons, widgets.HBox([self.slider_box, faces])])
-        self.set_base(self.base_z)
+        self.children = (widgets.HBox([self.reset_button, self.new_button, self.add_dropdown]),
+                         widgets.HBox([self.slider_box, faces]))
+        self.set_base(base_z)
 
     def _refresh_dropdown(self) -> None:
-        rest = [a for a in self.vectors if a not in self.sliders]
         self.add_dropdown.unobserve(self._on_add, names="value")
-        self.add_dropdown.options = [""] + rest
+        self.add_dropdown.options = [""] + [a for a in self.vectors if a not in self.sliders]
         self.add_dropdown.value = ""
         self.add_dropdown.observe(self._on_add, names="value")
 
@@ -234,10 +255,9 @@ class AttributeEditor(widgets.VBox):
         """Add a weight slider for attribute ``name``."""
         if name in self.sliders:
             return
-        lo, hi = self.value_range
+        lo, hi = self.weight_range
         slider = widgets.FloatSlider(value=0.0, min=lo, max=hi, step=0.1, description=name,
-                                     continuous_update=False,
-                                     style={"description_width": "130px"})
+                                     continuous_update=False, style={"description_width": "130px"})
         slider.observe(lambda _change: self.update(), names="value")
         self.sliders[name] = slider
         self.slider_box.children = tuple(self.sliders.values())
@@ -271,31 +291,19 @@ class AttributeEditor(widgets.VBox):
     def reset(self) -> None:
         """All weights back to 0 (the edited face becomes the base face)."""
         self._updating = True
-        try:
-            for s in self.sliders.values():
-                s.value = 0.0
-        finally:
-            self._updating = False
+        for s in self.sliders.values():
+            s.value = 0.0
+        self._updating = False
         self.update()
 
     def update(self) -> None:
         """Decode the edited code and redraw the right-hand image."""
-        if getattr(self, "_updating", False):
-            return
-        self.current = _decode_one(self.decoder, self.edited_z())
-        self.image.value = to_png_bytes(self.current, scale=self.scale)
+        if not self._updating:
+            self._draw(_decode_one(self.decoder, self.edited_z()))
 
 
-def latent_sliders(decoder, ranges=((-5.0, 5.0), (-5.0, 5.0)), **kwargs):
-    """Build a :class:`LatentCodeSliders` (default: two dimensions over [-5, 5])."""
-    return LatentCodeSliders(decoder, ranges, **kwargs)
-
-
-def attribute_editor(decoder, base_z, vectors, attributes=None, value_range=(-5.0, 5.0), **kwargs):
-    """Build an :class:`AttributeEditor`."""
-    return AttributeEditor(decoder, base_z, vectors, attributes, value_range, **kwargs)
-
-
+latent_sliders = LatentCodeSliders
+attribute_editor = AttributeEditor
 __all__ += ["LatentCodeSliders", "AttributeEditor", "latent_sliders", "attribute_editor"]
 
 
@@ -311,34 +319,30 @@ def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return (np.sin((1.0 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
-class LatentInterpolation(widgets.VBox):
+class LatentInterpolation(_Live):
     """Walk between the latent codes of two seeds: ``G((1 - alpha) z_a + alpha z_b)``, or the
     spherical path with ``mode='slerp'``. Seed boxes pick ``z_a`` and ``z_b`` (N(0, I), or
     U[0, 1) with ``noise='uniform'``); the slider sets alpha in [0, 1]."""
 
     def __init__(self, generator, z_dim: int, seed_a: int = 0, seed_b: int = 1,
                  noise: str = "normal", scale: int = 4, value_range=(-1, 1)):
+        super().__init__(scale, value_range)
+        positive(z_dim=z_dim)
+        if noise not in ("normal", "uniform"):
+            raise ValueError(f"noise must be 'normal' or 'uniform', got {noise!r}")
         self.generator, self.z_dim, self.noise = generator, int(z_dim), noise
-        self.scale, self.value_range = scale, value_range
         self.seed_a = widgets.IntText(value=seed_a, description="seed A")
         self.seed_b = widgets.IntText(value=seed_b, description="seed B")
         self.alpha = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05,
                                          description="alpha", continuous_update=True)
         self.mode = widgets.ToggleButtons(options=["linear", "slerp"], value="linear",
                                           description="path")
-        self.image = widgets.Image(format="png")
-        self.current = None
-        for control in (self.seed_a, self.seed_b, self.alpha, self.mode):
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.seed_a, self.seed_b]), self.alpha, self.mode,
-                          self.image])
-        self.update()
+        self._start([widgets.HBox([self.seed_a, self.seed_b]), self.alpha, self.mode, self.image],
+                    (self.seed_a, self.seed_b, self.alpha, self.mode))
 
     def latent(self, seed: int) -> np.ndarray:
         rng = np.random.default_rng(int(seed))
-        if self.noise == "uniform":
-            return rng.random(self.z_dim).astype(np.float32)
-        return rng.standard_normal(self.z_dim).astype(np.float32)
+        return (rng.random if self.noise == "uniform" else rng.standard_normal)(self.z_dim).astype(np.float32)
 
     def z(self) -> np.ndarray:
         """The latent code for the current controls, shape ``(z_dim,)``."""
@@ -348,67 +352,52 @@ class LatentInterpolation(widgets.VBox):
         return ((1.0 - t) * a + t * b).astype(np.float32)
 
     def update(self) -> None:
-        out = self.generator(self.z()[None], training=False)
-        self.current = np.asarray(out.numpy() if hasattr(out, "numpy") else out)[0]
-        self.image.value = to_png_bytes(self.current, value_range=self.value_range, scale=self.scale)
+        self._draw(_decode_one(self.generator, self.z()))
 
 
-def latent_interpolation_widget(generator, z_dim: int, seed_a: int = 0, seed_b: int = 1, **kwargs):
-    """Build a :class:`LatentInterpolation`."""
-    return LatentInterpolation(generator, z_dim, seed_a, seed_b, **kwargs)
-
-
+latent_interpolation_widget = LatentInterpolation
 __all__ += ["LatentInterpolation", "latent_interpolation_widget"]
 
 
 # --------------------------------------------------------------------------- Chapters 5-6: style and GauGAN
 
-class StyleStrengthExplorer(widgets.VBox):
+class StyleStrengthExplorer(_Live):
     """A style-strength slider ``alpha`` for a trained :class:`common.ch05.AdaINStyleTransfer`:
     the decoder sees ``alpha * AdaIN(content, style) + (1 - alpha) * content`` features
     (0 = the content reconstructed, 1 = full style). Encodes both images once, decodes on
     every move."""
 
     def __init__(self, model, content, style, alpha: float = 1.0, scale: int = 2):
-        self.model, self.scale = model, scale
-        content = np.asarray(content, np.float32)[None]
-        style = np.asarray(style, np.float32)[None]
-        self.content_features = model.encode(content)[-1]
-        self.style_features = model.encode(style)[-1]
+        super().__init__(scale, (0, 1))
+        self.model = model
+        self.content_features = model.encode(np.asarray(content, np.float32)[None])[-1]
+        self.style_features = model.encode(np.asarray(style, np.float32)[None])[-1]
         self.slider = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05,
                                           description="alpha", continuous_update=False)
-        self.image = widgets.Image(format="png")
-        self.current = None
-        self.slider.observe(lambda _change: self.update(), names="value")
-        super().__init__([self.slider, self.image])
-        self.update()
+        self._start([self.slider, self.image], [self.slider])
 
     def update(self) -> None:
         """Decode the blend for the slider's alpha and redraw."""
         mixed = self.model.mix(self.content_features, self.style_features, self.slider.value)
-        self.current = np.asarray(self.model.decode(mixed))[0]
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        self._draw(np.asarray(self.model.decode(mixed))[0])
 
 
-class LatentInterpolator(widgets.VBox):
+class LatentInterpolator(_Live):
     """Walk the straight line between two latent codes: the slider ``t`` in [0, 1] shows
     ``G((1 - t) z0 + t z1)``, a path on the generator's image manifold (iGAN's morphing)."""
 
     def __init__(self, generator, z0, z1, scale: int = 6, steps: int = 20):
-        self.generator, self.scale = generator, scale
+        super().__init__(scale)
+        positive(steps=steps)
+        self.generator = generator
         self.z0, self.z1 = np.asarray(z0, np.float32), np.asarray(z1, np.float32)
         self.slider = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=1.0 / steps,
                                           description="t", continuous_update=True)
-        self.image = widgets.Image(format="png")
-        self.current = None
-        self.slider.observe(lambda _change: self.update(), names="value")
-        super().__init__([self.slider, self.image])
-        self.update()
+        self._start([self.slider, self.image], [self.slider])
 
     def update(self) -> None:
         t = self.slider.value
-        self.current = _decode_one(self.generator, (1.0 - t) * self.z0 + t * self.z1)
-        self.image.value = to_png_bytes(self.current, scale=self.scale)
+        self._draw(_decode_one(self.generator, (1.0 - t) * self.z0 + t * self.z1))
 
 
 class _CellGrid(widgets.GridBox):
@@ -416,6 +405,7 @@ class _CellGrid(widgets.GridBox):
     ``on_click(r, c)``; ``paint(r, c, rgb)`` colours a cell (rgb in [0, 1], or None)."""
 
     def __init__(self, rows: int, cols: int, on_click, size: str = "16px"):
+        positive(grid=rows)
         self.cols = cols
         self.cells = [widgets.Button(layout=widgets.Layout(width=size, height=size, padding="0"))
                       for _ in range(rows * cols)]
@@ -429,7 +419,7 @@ class _CellGrid(widgets.GridBox):
             None if rgb is None else "#" + "".join(f"{int(round(255 * v)):02x}" for v in rgb))
 
 
-class GauGANExplorer(widgets.VBox):
+class GauGANExplorer(_Live):
     """Paint with a GauGAN generator: a brush (a class and a coarse grid of cells over the
     segmentation map: click a cell to paint it), a ``seed`` slider for the style code z ~ N(0, I),
     and two class pickers that repaint every pixel of one class as another. Shows the map beside
@@ -439,26 +429,21 @@ class GauGANExplorer(widgets.VBox):
                  grid: int = 16):
         from common.ch06 import colorize
 
-        self._colorize = colorize
-        self.generator, self.palette, self.scale = generator, palette, scale
+        super().__init__(scale, (0, 1))
+        self._colorize, self.generator, self.palette = colorize, generator, palette
         self.labels = np.asarray(segmap).argmax(-1)
         self.n_classes = np.asarray(segmap).shape[-1]
         self.z_dim = int(z_dim or generator.input_shape[0][-1])
         names = list(class_names or [f"class {k}" for k in range(self.n_classes)])
-        options = [(name, k) for k, name in enumerate(names)]
         self.seed = widgets.IntSlider(value=0, min=0, max=99, description="style seed")
-        self.source = widgets.Dropdown(options=options, value=0, description="repaint")
-        self.target = widgets.Dropdown(options=options, value=0, description="as")
-        self.brush = widgets.Dropdown(options=options, value=0, description="brush")
+        self.source, self.target, self.brush = (
+            widgets.Dropdown(options=[(name, k) for k, name in enumerate(names)], value=0, description=d)
+            for d in ("repaint", "as", "brush"))
         self.rows = self.cols = min(grid, *self.labels.shape)
         self.grid = _CellGrid(self.rows, self.cols, self.paint)
-        self.image = widgets.Image(format="png")
-        self.current = None
-        for control in (self.seed, self.source, self.target):
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.seed, self.source, self.target]),
-                          widgets.HBox([widgets.VBox([self.brush, self.grid]), self.image])])
-        self.update()
+        self._start([widgets.HBox([self.seed, self.source, self.target]),
+                     widgets.HBox([widgets.VBox([self.brush, self.grid]), self.image])],
+                    (self.seed, self.source, self.target))
 
     def _cell(self, r: int, c: int):
         h, w = self.labels.shape
@@ -480,18 +465,17 @@ class GauGANExplorer(widgets.VBox):
         labels = self.edited_labels
         onehot = np.eye(self.n_classes, dtype=np.float32)[labels][None]
         z = np.random.default_rng(self.seed.value).standard_normal((1, self.z_dim)).astype(np.float32)
-        out = self.generator([z, onehot], training=False)
-        self.current = np.asarray(out.numpy() if hasattr(out, "numpy") else out)[0]
+        image = _as_array(self.generator([z, onehot], training=False))[0]
         colours = self._colorize(labels, self.palette)
         for r in range(self.rows):
             for c in range(self.cols):
                 rows, cols = self._cell(r, c)
                 self.grid.paint(r, c, colours[(rows.start + rows.stop) // 2, (cols.start + cols.stop) // 2])
-        shown = np.concatenate([colours, (np.clip(self.current, -1, 1) + 1.0) / 2.0], axis=1)
-        self.image.value = to_png_bytes(shown, value_range=(0, 1), scale=self.scale)
+        self._draw(np.concatenate([colours, (np.clip(image, -1, 1) + 1.0) / 2.0], axis=1))
+        self.current = image
 
 
-class StrokeEditor(widgets.VBox):
+class StrokeEditor(_Live):
     """iGAN's brush (Zhu et al. 2016): click cells of a coarse grid to paint a stroke over G(z)
     (click again to erase), pick its colour (a grey level for one-channel generators) and press
     "apply": :func:`common.ch06.project_to_latent` finds a code near z whose image matches the
@@ -501,22 +485,20 @@ class StrokeEditor(widgets.VBox):
                  learning_rate: float = 0.05, scale: int = 6):
         from common.ch06 import project_to_latent, stroke_target
 
+        super().__init__(scale, (-1, 1))
         self._project, self._stroke_target = project_to_latent, stroke_target
-        self.generator, self.scale = generator, scale
+        self.generator = generator
         self.options = dict(steps=steps, anchor_weight=anchor_weight, learning_rate=learning_rate)
         self.z = self.z_edit = np.asarray(z, np.float32)
         self.before = _decode_one(generator, self.z)
-        self.current = self.before.copy()
+        self.edited = self.before.copy()
         self.stroke = np.zeros((grid, grid), bool)
         self.ink = (widgets.FloatSlider(value=1.0, min=-1.0, max=1.0, step=0.1, description="grey")
                     if self.before.shape[-1] == 1 else widgets.ColorPicker(value="#ffffff", description="colour"))
         self.grid = _CellGrid(grid, grid, self.toggle)
         self.apply = widgets.Button(description="apply")
         self.apply.on_click(lambda _button: self.run())
-        self.image = widgets.Image(format="png")
-        self.ink.observe(lambda _change: self.show(), names="value")
-        super().__init__([widgets.HBox([self.grid, widgets.VBox([self.ink, self.apply])]), self.image])
-        self.show()
+        self._start([widgets.HBox([self.grid, widgets.VBox([self.ink, self.apply])]), self.image], [self.ink])
 
     @property
     def color(self):
@@ -529,20 +511,20 @@ class StrokeEditor(widgets.VBox):
     def toggle(self, r: int, c: int) -> None:
         self.stroke[r, c] = not self.stroke[r, c]
         self.grid.paint(r, c, (1.0, 0.55, 0.0) if self.stroke[r, c] else None)
-        self.show()
+        self.update()
 
     def run(self) -> None:
         """Project with the stroke as constraint, starting from and anchored to z."""
         target, mask = self._stroke_target(self.before, self.stroke, self.color)
         if mask.any():
-            self.z_edit, self.current, _ = self._project(self.generator, target, mask=mask,
-                                                         z_init=self.z, anchor=self.z, **self.options)
-        self.show()
+            self.z_edit, self.edited, _ = self._project(self.generator, target, mask=mask,
+                                                        z_init=self.z, anchor=self.z, **self.options)
+        self.update()
 
-    def show(self) -> None:
+    def update(self) -> None:
         painted, _ = self._stroke_target(self.before, self.stroke, self.color)
-        row = np.concatenate([self.before, painted, self.current], axis=1)
-        self.image.value = to_png_bytes(row, value_range=(-1, 1), scale=self.scale)
+        self._draw(np.concatenate([self.before, painted, self.edited], axis=1))
+        self.current = self.edited
 
 
 __all__ += ["StyleStrengthExplorer", "LatentInterpolator", "GauGANExplorer", "StrokeEditor"]
@@ -551,42 +533,31 @@ __all__ += ["StyleStrengthExplorer", "LatentInterpolator", "GauGANExplorer", "St
 # --------------------------------------------------------------------------------------------
 # Chapter 4: conditional generation and image-to-image translation
 
-def _signed_to_unit(images) -> np.ndarray:
-    """Generator output in [-1, 1] (tensor or array) -> float32 array in [0, 1]."""
-    images = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
-    return np.clip((images.astype(np.float32) + 1.0) / 2.0, 0.0, 1.0)
-
-
-class ClassPicker(widgets.VBox):
+class ClassPicker(_Live):
     """Pick a class and a noise seed; shows ``generator([z, label])`` of a conditional GAN,
-    so one can see the same z drawn as every class, or many z for one class."""
+    so one can see the same z drawn as every class, or many z for one class. More classes
+    (``num_classes`` or ``class_names``) than the generator draws raise ValueError."""
 
     def __init__(self, generator, num_classes: int = 10, class_names=None,
                  latent_dim: int | None = None, scale: int = 6, n: int = 1):
-        self.generator, self.scale, self.n = generator, scale, int(n)
+        super().__init__(scale, (0, 1))
+        positive(n=n)
+        self.generator, self.n = generator, int(n)
         self.latent_dim = int(latent_dim or generator.inputs[0].shape[-1])
-        names = list(class_names or [str(i) for i in range(num_classes)])
-        self.dropdown = widgets.Dropdown(options=[(nm, i) for i, nm in enumerate(names)],
-                                         value=0, description="class")
+        self.dropdown = _class_menu(generator, class_names, num_classes)
         self.seed = widgets.IntSlider(min=0, max=999, value=0, description="z seed",
                                       continuous_update=False)
-        self.image = widgets.Image(format="png")
-        self.current = None
-        for control in (self.dropdown, self.seed):
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.dropdown, self.seed]), self.image])
-        self.update()
+        self._start([widgets.HBox([self.dropdown, self.seed]), self.image], (self.dropdown, self.seed))
 
     def update(self) -> None:
         z = np.random.default_rng(self.seed.value).standard_normal(
             (self.n, self.latent_dim)).astype(np.float32)
         labels = np.full((self.n, 1), self.dropdown.value, dtype=np.int32)
         images = _signed_to_unit(self.generator([z, labels], training=False))
-        self.current = np.concatenate(list(images), axis=1)  # the n samples side by side
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        self._draw(np.concatenate(list(images), axis=1))  # the n samples side by side
 
 
-class TranslationBrowser(widgets.VBox):
+class TranslationBrowser(_Live):
     """Browse test images through one or more translators.
 
     ``directions`` maps a name (e.g. ``'horse -> zebra'``) to ``(inputs, translate)`` where
@@ -596,43 +567,38 @@ class TranslationBrowser(widgets.VBox):
     [| target]."""
 
     def __init__(self, directions: dict, targets: dict | None = None, scale: int = 2):
-        if not directions:
-            raise ValueError("TranslationBrowser needs at least one direction")
-        self.directions, self.targets, self.scale = dict(directions), dict(targets or {}), scale
-        names = list(self.directions)
-        self.toggle = widgets.ToggleButtons(options=names, value=names[0], description="direction")
-        n = min(len(inputs) for inputs, _ in self.directions.values())
+        super().__init__(scale, (0, 1))
+        n = min((len(inputs) for inputs, _ in dict(directions).values()), default=0)
+        if not n:
+            raise ValueError("TranslationBrowser needs at least one direction with at least one image")
+        self.directions, self.targets = dict(directions), dict(targets or {})
+        self.toggle = widgets.ToggleButtons(options=list(self.directions), description="direction")
         self.index = widgets.IntSlider(min=0, max=n - 1, value=0, description="image",
                                        continuous_update=False)
-        self.image = widgets.Image(format="png")
         self.label = widgets.Label()
-        self.current = None
-        for control in (self.toggle, self.index):
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.toggle, self.index]), self.label, self.image])
-        self.update()
+        self._start([widgets.HBox([self.toggle, self.index]), self.label, self.image],
+                    (self.toggle, self.index))
 
     def update(self) -> None:
         name, i = self.toggle.value, self.index.value
         inputs, translate = self.directions[name]
         x = np.asarray(inputs[i:i + 1], dtype=np.float32)
-        panels = [_signed_to_unit(x)[0], _signed_to_unit(translate(x))[0]]
-        titles = ["input", "output"]
+        panels, titles = [_signed_to_unit(x)[0], _signed_to_unit(translate(x))[0]], ["input", "output"]
         if name in self.targets:
             panels.append(_signed_to_unit(self.targets[name][i]))
             titles.append("target")
-        self.current = np.concatenate(panels, axis=1)
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        self._draw(np.concatenate(panels, axis=1))
         self.label.value = f"{name}, image {i}: " + " | ".join(titles)
 
 
-class LatentSliders(widgets.VBox):
+class LatentSliders(_Live):
     """One slider per latent dimension (range [-3, 3]) and a "random z" button, for a
     generator ``G([image, z])`` such as BicycleGAN's: shows input | G(input, z) live."""
 
     def __init__(self, generator, image, z_dim: int | None = None, scale: int = 2,
                  seed: int = 0):
-        self.generator, self.scale = generator, scale
+        super().__init__(scale, (0, 1))
+        self.generator, self._hold = generator, False
         self.input = np.asarray(image, dtype=np.float32)
         self.z_dim = int(z_dim or generator.inputs[1].shape[-1])
         self.rng = np.random.default_rng(seed)
@@ -640,14 +606,8 @@ class LatentSliders(widgets.VBox):
                                             description=f"z[{k}]", continuous_update=False)
                         for k in range(self.z_dim)]
         self.button = widgets.Button(description="random z")
-        self.image = widgets.Image(format="png")
-        self.current = None
-        self._hold = False
-        for slider in self.sliders:
-            slider.observe(lambda _change: self.update(), names="value")
         self.button.on_click(lambda _button: self.randomize())
-        super().__init__([widgets.HBox([widgets.VBox(self.sliders), self.image]), self.button])
-        self.update()
+        self._start([widgets.HBox([widgets.VBox(self.sliders), self.image]), self.button], self.sliders)
 
     @property
     def z(self) -> np.ndarray:
@@ -662,12 +622,9 @@ class LatentSliders(widgets.VBox):
         self.update()
 
     def update(self) -> None:
-        if self._hold:
-            return
-        out = self.generator([self.input[None], self.z[None]], training=False)
-        self.current = np.concatenate([_signed_to_unit(self.input), _signed_to_unit(out)[0]],
-                                      axis=1)
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        if not self._hold:
+            out = self.generator([self.input[None], self.z[None]], training=False)
+            self._draw(np.concatenate([_signed_to_unit(self.input), _signed_to_unit(out)[0]], axis=1))
 
 
 __all__ += ["ClassPicker", "TranslationBrowser", "LatentSliders"]
@@ -676,22 +633,7 @@ __all__ += ["ClassPicker", "TranslationBrowser", "LatentSliders"]
 # --------------------------------------------------------------------------------------------
 # Chapters 7-8: StyleGAN style mixing and truncation, SAGAN attention maps, BigGAN classes
 
-def _seed_z(seed: int, n: int, dim: int) -> np.ndarray:
-    return np.random.default_rng(int(seed)).standard_normal((n, dim)).astype(np.float32)
-
-
-def _row(images) -> np.ndarray:
-    """Images in [-1, 1] (N, H, W, C) -> one [0, 1] strip, separated by white lines."""
-    images = _signed_to_unit(images)
-    n, h, _, c = images.shape
-    gap = np.ones((h, 1, c), np.float32)
-    parts = []
-    for i, img in enumerate(images):
-        parts += ([gap] if i else []) + [img]
-    return np.concatenate(parts, axis=1)
-
-
-class StyleMixer(widgets.VBox):
+class StyleMixer(_Live):
     """StyleGAN style mixing (Karras et al. 2019, sec. 3.1): two seeds A and B and one toggle
     per synthesis block choosing whose style (w) that block uses; the noise comes from one
     fixed seed. Shows A, B and the mix side by side. Coarse blocks (4-8) carry pose and face
@@ -699,24 +641,18 @@ class StyleMixer(widgets.VBox):
 
     def __init__(self, generator, seed_a: int = 0, seed_b: int = 1, psi: float = 1.0,
                  noise_seed: int = 0, scale: int = 4):
-        self.generator, self.scale = generator, scale
+        super().__init__(scale, (0, 1))
+        self.generator = generator
         self.seed_a = widgets.IntText(value=seed_a, description="seed A")
         self.seed_b = widgets.IntText(value=seed_b, description="seed B")
-        n_active = generator.level + 1
-        self.toggles = [widgets.ToggleButtons(options=["A", "B"], value="A",
-                                              description=f"{r}x{r}",
+        self.toggles = [widgets.ToggleButtons(options=["A", "B"], value="A", description=f"{r}x{r}",
                                               style={"button_width": "40px"})
-                        for r in generator.resolutions[:n_active]]
+                        for r in generator.resolutions[:generator.level + 1]]
         self.psi = widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=psi,
                                        description="psi", continuous_update=False)
         self.noise = generator.make_noise(1, seed=noise_seed)
-        self.image = widgets.Image(format="png")
-        self.current = None
-        for control in [self.seed_a, self.seed_b, self.psi, *self.toggles]:
-            control.observe(lambda _change: self.update(), names="value")
-        controls = widgets.VBox([self.seed_a, self.seed_b, self.psi, *self.toggles])
-        super().__init__([widgets.HBox([controls, self.image])])
-        self.update()
+        controls = [self.seed_a, self.seed_b, self.psi, *self.toggles]
+        self._start([widgets.HBox([widgets.VBox(controls), self.image])], controls)
 
     def update(self) -> None:
         from common.ch07 import truncate
@@ -729,12 +665,10 @@ class StyleMixer(widgets.VBox):
                           + [False] * (g.n_blocks - len(self.toggles)))
         mixed = np.where(from_b[:, None], ws[1], ws[0])[None]
         noise = [np.repeat(n, 3, axis=0) for n in self.noise]
-        images = g.synthesize(np.concatenate([ws, mixed]), noise)
-        self.current = _row(np.clip(images, -1, 1))
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        self._draw(_row(np.clip(g.synthesize(np.concatenate([ws, mixed]), noise), -1, 1)))
 
 
-class StyleTruncation(widgets.VBox):
+class StyleTruncation(_Live):
     """StyleGAN's truncation trick (Karras et al. 2019, appendix B): ``w' = w_avg +
     psi (w - w_avg)`` on the blocks up to the resolution chosen in "apply to" (at first the
     generator's ``truncation_cutoff``: up to 32x32, as in the paper). psi = 1 is the untouched
@@ -742,7 +676,9 @@ class StyleTruncation(widgets.VBox):
 
     def __init__(self, generator, seed: int = 0, n: int = 4, psi: float = 0.7,
                  noise_seed: int = 0, scale: int = 4):
-        self.generator, self.n, self.scale = generator, int(n), scale
+        super().__init__(scale, (0, 1))
+        positive(n=n)
+        self.generator, self.n = generator, int(n)
         self.seed = widgets.IntText(value=seed, description="seed")
         self.psi = widgets.FloatSlider(min=-1.0, max=1.5, step=0.05, value=psi,
                                        description="psi", continuous_update=False)
@@ -750,19 +686,14 @@ class StyleTruncation(widgets.VBox):
         self.cutoff = widgets.Dropdown(options=options, value=generator.truncation_cutoff,
                                        description="apply to")
         self.noise = [np.repeat(n, self.n, axis=0) for n in generator.make_noise(1, noise_seed)]
-        self.image = widgets.Image(format="png")
-        self.current = None
-        for control in (self.seed, self.psi, self.cutoff):
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.seed, self.cutoff]), self.psi, self.image])
-        self.update()
+        self._start([widgets.HBox([self.seed, self.cutoff]), self.psi, self.image],
+                    (self.seed, self.psi, self.cutoff))
 
     def update(self) -> None:
         g = self.generator
         images = g.generate(_seed_z(self.seed.value, self.n, g.z_dim), psi=self.psi.value,
                             cutoff=self.cutoff.value, noise=self.noise)
-        self.current = _row(np.clip(images, -1, 1))
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        self._draw(_row(np.clip(images, -1, 1)))
 
 
 def attention_overlay(image, attention, query, alpha: float = 0.55) -> np.ndarray:
@@ -790,28 +721,21 @@ def attention_overlay(image, attention, query, alpha: float = 0.55) -> np.ndarra
     return np.clip(out, 0.0, 1.0)
 
 
-class AttentionViewer(widgets.VBox):
+class AttentionViewer(_Live):
     """Where does one pixel look? Generates an image of the chosen class and seed with a
     SAGAN/BigGAN generator and shows, for the query position picked with two sliders on the
     attention layer's grid, the attention weights over the image (SAGAN paper, Fig. 1)."""
 
     def __init__(self, generator, class_names=None, seed: int = 0, scale: int = 8):
-        self.generator, self.scale = generator, scale
-        names = list(class_names or [str(i) for i in range(generator.num_classes)])
-        self.label = widgets.Dropdown(options=[(nm, i) for i, nm in enumerate(names)], value=0,
-                                      description="class")
+        super().__init__(scale, (0, 1))
+        self.generator, self._cache = generator, None
+        self.label = _class_menu(generator, class_names)
         self.seed = widgets.IntText(value=seed, description="seed")
         grid = generator.attention.h
         self.row = widgets.IntSlider(min=0, max=grid - 1, value=grid // 2, description="query row")
         self.col = widgets.IntSlider(min=0, max=grid - 1, value=grid // 2, description="query col")
-        self.image = widgets.Image(format="png")
-        self.current = None
-        self._cache = None
-        for control in (self.label, self.seed, self.row, self.col):
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.label, self.seed]),
-                          widgets.HBox([self.row, self.col]), self.image])
-        self.update()
+        self._start([widgets.HBox([self.label, self.seed]), widgets.HBox([self.row, self.col]), self.image],
+                    (self.label, self.seed, self.row, self.col))
 
     def update(self) -> None:
         key = (self.label.value, self.seed.value)
@@ -823,11 +747,10 @@ class AttentionViewer(widgets.VBox):
         _, image, attention = self._cache
         overlay = attention_overlay(image, attention, (self.row.value, self.col.value))
         gap = np.ones((image.shape[0], 1, 3), np.float32)
-        self.current = np.concatenate([_signed_to_unit(image), gap, overlay], axis=1)
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        self._draw(np.concatenate([_signed_to_unit(image), gap, overlay], axis=1))
 
 
-class TruncatedClassSampler(widgets.VBox):
+class TruncatedClassSampler(_Live):
     """BigGAN's truncation trick (Brock et al. 2019, sec. 3.1) for a class-conditional
     generator: ``n`` samples of one class with z drawn from N(0, I) truncated to
     ``|z_i| <= threshold``. Small thresholds give typical, similar images; large ones
@@ -835,22 +758,16 @@ class TruncatedClassSampler(widgets.VBox):
 
     def __init__(self, generator, class_names=None, seed: int = 0, n: int = 6,
                  threshold: float = 1.0, scale: int = 4):
-        self.generator, self.scale = generator, scale
-        names = list(class_names or [str(i) for i in range(generator.num_classes)])
-        self.label = widgets.Dropdown(options=[(nm, i) for i, nm in enumerate(names)], value=0,
-                                      description="class")
+        super().__init__(scale, (0, 1))
+        self.generator = generator
+        self.label = _class_menu(generator, class_names)
         self.seed = widgets.IntText(value=seed, description="seed")
         self.n = widgets.IntSlider(min=1, max=12, value=n, description="samples",
                                    continuous_update=False)
         self.threshold = widgets.FloatSlider(min=0.1, max=2.0, step=0.05, value=threshold,
                                              description="truncation", continuous_update=False)
-        self.image = widgets.Image(format="png")
-        self.current = None
-        for control in (self.label, self.seed, self.n, self.threshold):
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.label, self.seed]),
-                          widgets.HBox([self.n, self.threshold]), self.image])
-        self.update()
+        self._start([widgets.HBox([self.label, self.seed]), widgets.HBox([self.n, self.threshold]),
+                     self.image], (self.label, self.seed, self.n, self.threshold))
 
     def update(self) -> None:
         from common.ch08 import truncated_z
@@ -858,31 +775,24 @@ class TruncatedClassSampler(widgets.VBox):
         z = truncated_z((self.n.value, self.generator.z_dim), self.threshold.value,
                         seed=self.seed.value)
         labels = np.full((self.n.value,), self.label.value, np.int32)
-        self.current = _row(self.generator([z, labels], training=False))
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        self._draw(_row(self.generator([z, labels], training=False)))
 
 
-class ClassInterpolation(widgets.VBox):
+class ClassInterpolation(_Live):
     """Blend two classes with BigGAN's shared embedding: fixed z, embedding
     ``(1 - t) e_a + t e_b``. Shows the two classes and the blend."""
 
     def __init__(self, generator, class_names=None, class_a: int = 0, class_b: int = 1,
                  seed: int = 0, scale: int = 6):
-        self.generator, self.scale = generator, scale
-        names = list(class_names or [str(i) for i in range(generator.num_classes)])
-        options = [(nm, i) for i, nm in enumerate(names)]
-        self.class_a = widgets.Dropdown(options=options, value=class_a, description="class A")
-        self.class_b = widgets.Dropdown(options=options, value=class_b, description="class B")
+        super().__init__(scale, (0, 1))
+        self.generator = generator
+        self.class_a = _class_menu(generator, class_names, description="class A", value=class_a)
+        self.class_b = _class_menu(generator, class_names, description="class B", value=class_b)
         self.seed = widgets.IntText(value=seed, description="seed")
         self.t = widgets.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.5, description="t",
                                      continuous_update=False)
-        self.image = widgets.Image(format="png")
-        self.current = None
-        for control in (self.class_a, self.class_b, self.seed, self.t):
-            control.observe(lambda _change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.class_a, self.class_b, self.seed]), self.t,
-                          self.image])
-        self.update()
+        self._start([widgets.HBox([self.class_a, self.class_b, self.seed]), self.t, self.image],
+                    (self.class_a, self.class_b, self.seed, self.t))
 
     def update(self) -> None:
         g = self.generator
@@ -891,8 +801,7 @@ class ClassInterpolation(widgets.VBox):
         t = self.t.value
         e = np.stack([e_a, (1 - t) * e_a + t * e_b, e_b]).astype(np.float32)
         z = np.repeat(_seed_z(self.seed.value, 1, g.z_dim), 3, axis=0)
-        self.current = _row(g.from_embedding(z, e))
-        self.image.value = to_png_bytes(self.current, value_range=(0, 1), scale=self.scale)
+        self._draw(_row(g.from_embedding(z, e)))
 
 
 __all__ += ["StyleMixer", "StyleTruncation", "attention_overlay", "AttentionViewer",
