@@ -7,15 +7,21 @@ marked `#| export common.ch07` of these notebooks, in this order:
     Chapter07/ch07_progan.ipynb
     Chapter07/ch07_stylegan.ipynb
 """
+import contextlib
+import h5py
 import json
 import keras
 import math
 import numpy as np
+import os
+import shutil
 import tensorflow as tf
+import warnings
 
 from keras import layers, ops
 from pathlib import Path
 
+from common import config
 from common.ch03 import gradient_penalty
 from common.ch05 import instance_normalize
 
@@ -44,7 +50,10 @@ __all__ = [
     "drift_penalty",
     "ProgressiveGAN",
     "progressive_schedule",
+    "write_atomically",
     "save_phase",
+    "restore_phase",
+    "phase_records",
     "fit_progressive",
     "MappingNetwork",
     "NoiseInjection",
@@ -52,6 +61,7 @@ __all__ = [
     "LearnedConstant",
     "stylegan_base_block",
     "stylegan_synthesis_block",
+    "float32_layers",
     "StyleBasedGenerator",
     "mix_styles",
     "truncate",
@@ -75,9 +85,10 @@ BATCH_SIZES = {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 8, 256: 4, 512: 2, 102
 def resolutions(target_res: int, start_res: int = 4) -> list[int]:
     """The resolutions a progressive GAN passes through: ``[start_res, 2*start_res, ...,
     target_res]`` (powers of two)."""
-    if target_res < start_res or target_res & (target_res - 1) or start_res & (start_res - 1):
-        raise ValueError(f"resolutions must be powers of two with start <= target, got "
-                         f"{start_res}, {target_res}")
+    powers_of_two = not (target_res & (target_res - 1) or start_res & (start_res - 1))
+    if not (1 <= start_res <= target_res and powers_of_two):
+        raise ValueError(f"start_res and target_res must be powers of two with 1 <= start_res <= "
+                         f"target_res, got start_res={start_res}, target_res={target_res}")
     out, r = [], start_res
     while r <= target_res:
         out.append(r)
@@ -88,7 +99,11 @@ def resolutions(target_res: int, start_res: int = 4) -> list[int]:
 def filters_at(res: int, max_filters: int = 512, table=None) -> int:
     """Width of the blocks at ``res``: the table's value (default :data:`FILTERS`) capped at
     ``max_filters`` (the test suite's narrow networks)."""
-    return min(int((table or FILTERS)[res]), int(max_filters))
+    table = table or FILTERS
+    if res not in table:
+        raise ValueError(f"resolution {res} has no width in the filter table (it covers "
+                         f"{sorted(table)}): choose a smaller target_res or pass filter_table")
+    return min(int(table[res]), int(max_filters))
 
 
 def at_resolution(images: tf.data.Dataset, res: int) -> tf.data.Dataset:
@@ -144,6 +159,8 @@ class MinibatchStdDev(keras.layers.Layer):
 
     def __init__(self, group_size: int = 4, epsilon: float = 1e-8, **kwargs):
         super().__init__(**kwargs)
+        if int(group_size) < 1:
+            raise ValueError(f"MinibatchStdDev needs group_size >= 1, got {group_size}")
         self.group_size, self.epsilon = int(group_size), float(epsilon)
 
     def _group(self, n):
@@ -185,6 +202,9 @@ class EqualizedDense(keras.layers.Layer):
     def __init__(self, units: int, gain: float = 2.0, lrmul: float = 1.0, use_bias: bool = True,
                  **kwargs):
         super().__init__(**kwargs)
+        if min(units, gain, lrmul) <= 0:
+            raise ValueError(f"EqualizedDense needs units, gain and lrmul > 0, got units={units}, "
+                             f"gain={gain}, lrmul={lrmul}")
         self.units, self.gain, self.lrmul = int(units), float(gain), float(lrmul)
         self.use_bias = bool(use_bias)
 
@@ -223,8 +243,10 @@ class EqualizedConv2D(keras.layers.Layer):
     def __init__(self, filters: int, kernel_size: int = 3, gain: float = 2.0, lrmul: float = 1.0,
                  padding: str = "reflect", **kwargs):
         super().__init__(**kwargs)
-        if int(kernel_size) % 2 == 0:
-            raise ValueError("EqualizedConv2D needs an odd kernel size")
+        if min(filters, kernel_size, gain, lrmul) <= 0 or int(kernel_size) % 2 == 0:
+            raise ValueError(f"EqualizedConv2D needs filters, gain and lrmul > 0 and an odd "
+                             f"kernel_size > 0, got filters={filters}, kernel_size={kernel_size}, "
+                             f"gain={gain}, lrmul={lrmul}")
         if padding not in ("reflect", "zero"):
             raise ValueError(f"padding must be 'reflect' or 'zero', got {padding!r}")
         self.filters, self.kernel_size = int(filters), int(kernel_size)
@@ -432,7 +454,7 @@ class ProGANDiscriminator(ProgressiveNetwork):
             x = self.fade_layer([x, old])
         for i in range(self.level - 1, -1, -1):
             x = self.blocks[i](x, training=training)
-        return x
+        return ops.cast(x, "float32")  # scores in float32, also under mixed precision
 
 
 def build_progan(target_res: int = 64, z_dim: int = 512, max_filters: int = 512,
@@ -449,7 +471,8 @@ class GrowingGAN(keras.Model):
     ``train_step``. ``grow(res, phase, steps)`` sets generator and discriminator to ``res``; in a
     ``'transition'`` phase :meth:`advance_alpha` raises the shared alpha linearly from 0 to 1 over
     ``steps`` train steps (in-graph), in ``'stable'`` it is 1. Every new resolution gets fresh Adam
-    optimizers (lr ``learning_rate``, beta_1 0, beta_2 0.99, eps 1e-8)."""
+    optimizers (lr ``learning_rate``, beta_1 0, beta_2 0.99, eps 1e-8), wrapped by
+    ``config.loss_scaled`` for dynamic loss scaling under the mixed_float16 policy."""
 
     metric_names = ()
 
@@ -480,7 +503,8 @@ class GrowingGAN(keras.Model):
         super().compile(optimizer=None, **kwargs)
 
     def _adam(self):
-        return keras.optimizers.Adam(self.learning_rate, beta_1=0.0, beta_2=0.99, epsilon=1e-8)
+        adam = keras.optimizers.Adam(self.learning_rate, beta_1=0.0, beta_2=0.99, epsilon=1e-8)
+        return config.loss_scaled(adam)  # a LossScaleOptimizer under mixed precision
 
     def grow(self, res: int, phase: str = "stable", steps: int = 1) -> None:
         """Switch both networks to ``res`` and ``phase``; new optimizers for a new res."""
@@ -523,10 +547,9 @@ def drift_penalty(real_out, fake_out, weight: float = 1e-3):
     """ProGAN's drift term ``weight * mean(D^2)`` over the real and fake scores together
     (as the book does; the paper, Karras et al. 2018, uses the real scores only). It keeps a
     Wasserstein critic's outputs from drifting far from zero."""
-    real_out = ops.convert_to_tensor(real_out)
-    both = ops.concatenate([ops.reshape(real_out, (-1,)),
-                            ops.reshape(ops.cast(fake_out, real_out.dtype), (-1,))], axis=0)
-    return weight * ops.mean(ops.square(both))
+    both = ops.concatenate([ops.reshape(ops.cast(real_out, "float32"), (-1,)),
+                            ops.reshape(ops.cast(fake_out, "float32"), (-1,))], axis=0)
+    return weight * ops.mean(ops.square(both))  # float32: squares above 65504 overflow float16
 
 
 class ProgressiveGAN(GrowingGAN):
@@ -553,8 +576,7 @@ class ProgressiveGAN(GrowingGAN):
             gp = gradient_penalty(self.discriminator, real, fake)
             drift = drift_penalty(real_out, fake_out, self.drift_weight)
             d_loss = wasserstein + self.gp_weight * gp + drift
-            scaled = d_loss / self._replicas
-        grads = tape.gradient(scaled, variables)
+        grads = config.backprop(tape, d_loss, variables, self.d_optimizer, self._replicas)
         self.d_optimizer.apply_gradients(zip(grads, variables))
         return {"d_loss": d_loss, "gp": gp, "drift": drift}
 
@@ -564,8 +586,7 @@ class ProgressiveGAN(GrowingGAN):
         with tf.GradientTape() as tape:
             g_loss = -tf.reduce_mean(self.discriminator(self.generator(z, training=True),
                                                         training=True))
-            scaled = g_loss / self._replicas
-        grads = tape.gradient(scaled, variables)
+        grads = config.backprop(tape, g_loss, variables, self.g_optimizer, self._replicas)
         self.g_optimizer.apply_gradients(zip(grads, variables))
         return {"g_loss": g_loss}
 
@@ -587,9 +608,14 @@ def progressive_schedule(start_res: int, target_res: int, images_per_phase: int,
     start resolution has a stable phase only, every later one a transition (fade-in) then a
     stable phase; steps = ceil(images_per_phase / batch), so every phase sees about the same
     number of images. ``batch_sizes`` maps resolution to batch (default :data:`BATCH_SIZES`)."""
+    if images_per_phase < 1:
+        raise ValueError(f"images_per_phase must be >= 1, got {images_per_phase}")
     batch_sizes = batch_sizes or BATCH_SIZES
     phases = []
     for res in resolutions(target_res, start_res):
+        if batch_sizes.get(res, 0) < 1:
+            raise ValueError(f"batch_sizes needs a batch >= 1 for every resolution up to "
+                             f"target_res={target_res}; it has {dict(batch_sizes)}")
         batch = int(batch_sizes[res])
         steps = math.ceil(images_per_phase / batch)
         if res != start_res:
@@ -598,19 +624,73 @@ def progressive_schedule(start_res: int, target_res: int, images_per_phase: int,
     return phases
 
 
-def _phase_checkpoint(directory):
-    meta = Path(directory) / "phase.json"
-    return json.loads(meta.read_text()) if meta.exists() else None
+def write_atomically(path, write) -> str:
+    """Write a file that a crash cannot leave half-written: ``write(tmp)`` writes a temporary
+    file beside ``path``, which is flushed to disk and renamed over ``path`` in one step
+    (``os.replace``). Killed at any moment, it leaves the old ``path`` (or none) and maybe a stray
+    ``tmp-`` file, never a truncated ``path``. Returns ``path``."""
+    path = Path(path)
+    tmp = path.with_name("tmp-" + path.name)  # same folder; same suffix, which Keras checks
+    write(str(tmp))
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return str(path)
 
 
-def save_phase(gan: ProgressiveGAN, directory, index: int, records) -> None:
-    """Write both networks' weights and the number of completed phases to ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    gan.generator.save_weights(str(directory / "generator.weights.h5"))
-    gan.discriminator.save_weights(str(directory / "discriminator.weights.h5"))
-    summary = [{k: v for k, v in r.items() if k != "history"} for r in records]
-    (directory / "phase.json").write_text(json.dumps({"completed": index + 1, "phases": summary}))
+def _phase_folders(directory) -> list[Path]:
+    """The ``phase-NN`` folders of ``directory``, newest first."""
+    folders = [p for p in Path(directory).glob("phase-*") if p.name[6:].isdigit()]
+    return sorted(folders, key=lambda p: int(p.name[6:]), reverse=True)
+
+
+def save_phase(gan: ProgressiveGAN, directory, index: int, records, keep: int = 2) -> str:
+    """Checkpoint after phase ``index``: the folder ``directory/phase-NN`` (NN phases completed)
+    with both networks' weights and ``phase.json`` (the records of every completed phase), each
+    written by :func:`write_atomically`, ``phase.json`` last as the mark of a complete folder. Only
+    the newest ``keep`` folders are kept. Returns the folder."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 (the checkpoint just written), got {keep}")
+    folder = Path(directory) / f"phase-{index + 1:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomically(folder / "generator.weights.h5", gan.generator.save_weights)
+    write_atomically(folder / "discriminator.weights.h5", gan.discriminator.save_weights)
+    meta = json.dumps({"completed": index + 1, "phases": records})
+    write_atomically(folder / "phase.json", lambda tmp: Path(tmp).write_text(meta))
+    for old in _phase_folders(directory):
+        if int(old.name[6:]) <= index + 1 - keep:
+            shutil.rmtree(old)
+    return str(folder)
+
+
+def restore_phase(gan: ProgressiveGAN, directory) -> list[dict]:
+    """Load the newest complete checkpoint of :func:`save_phase` into ``gan``'s networks and return
+    its records, one per completed phase ([] when there is none). A folder whose ``phase.json`` is
+    missing (its save was cut short) or whose weights do not load is skipped with a warning naming
+    the file, and the folder before it is tried."""
+    for folder in _phase_folders(directory):
+        path = folder / "phase.json"
+        try:
+            records = json.loads(path.read_text())["phases"]
+            for path, net in ((folder / "generator.weights.h5", gan.generator),
+                              (folder / "discriminator.weights.h5", gan.discriminator)):
+                net.load_weights(str(path))
+            return records
+        except (OSError, ValueError, KeyError) as error:
+            warnings.warn(f"skipped the checkpoint file {path} ({type(error).__name__}: {error}); "
+                          "trying the checkpoint before it")
+    return []
+
+
+def phase_records(directory) -> list[dict]:
+    """The records (res, phase, batch, steps, history) of every phase completed in ``directory``,
+    read from its newest complete ``phase.json``; [] when there is none."""
+    for folder in _phase_folders(directory):
+        try:
+            return json.loads((folder / "phase.json").read_text())["phases"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return []
 
 
 def fit_progressive(gan: ProgressiveGAN, images: tf.data.Dataset, schedule, callbacks=None,
@@ -620,16 +700,15 @@ def fit_progressive(gan: ProgressiveGAN, images: tf.data.Dataset, schedule, call
     and resolution. Returns one record per phase with its history; ``on_phase_end(record)`` is
     called after each.
 
-    With ``checkpoint_dir`` the weights of G and D are saved after every phase, and a rerun
-    resumes at the first phase not completed (with fresh optimizers: Adam's moments are not
-    kept, as they are reset at every new resolution anyway)."""
-    records, start = [], 0
-    if checkpoint_dir is not None:
-        done = _phase_checkpoint(checkpoint_dir)
-        if done is not None:
-            start = int(done["completed"])
-            gan.generator.load_weights(str(Path(checkpoint_dir) / "generator.weights.h5"))
-            gan.discriminator.load_weights(str(Path(checkpoint_dir) / "discriminator.weights.h5"))
+    With ``checkpoint_dir`` the weights of G and D are saved after every phase (:func:`save_phase`),
+    and a rerun resumes after the newest complete checkpoint (:func:`restore_phase`), with fresh
+    optimizers: Adam's moments are not kept, as they are reset at every new resolution anyway."""
+    bad = [p for p in schedule if int(p[2]) < 1 or int(p[3]) < 1]
+    if not schedule or bad:  # 0 steps would make `fit` run forever on the repeated dataset
+        raise ValueError(f"schedule needs at least one phase, each with batch >= 1 and steps >= 1; "
+                         f"got {bad or 'no phases'}")
+    done = restore_phase(gan, checkpoint_dir) if checkpoint_dir is not None else []
+    records, start = [], len(done)
     for index, (res, phase, batch, steps) in enumerate(schedule):
         if index < start:
             continue
@@ -637,10 +716,11 @@ def fit_progressive(gan: ProgressiveGAN, images: tf.data.Dataset, schedule, call
         ds = at_resolution(images, res).repeat().batch(batch, drop_remainder=True)
         history = gan.fit(ds.prefetch(tf.data.AUTOTUNE), steps_per_epoch=steps, epochs=1,
                           callbacks=callbacks, verbose=verbose)
-        record = dict(res=res, phase=phase, batch=batch, steps=steps, history=history.history)
+        losses = {k: [float(v) for v in values] for k, values in history.history.items()}
+        record = dict(res=res, phase=phase, batch=batch, steps=steps, history=losses)
         records.append(record)
         if checkpoint_dir is not None:
-            save_phase(gan, checkpoint_dir, index, records)
+            save_phase(gan, checkpoint_dir, index, done + records)
         if on_phase_end is not None:
             on_phase_end(record)
     if start and not records:
@@ -821,32 +901,46 @@ def stylegan_synthesis_block(res: int, filters: int, in_filters: int,
     return keras.Model([x_in, w, noise], x, name=f"synthesis_{res}")
 
 
+@contextlib.contextmanager
+def float32_layers():
+    """Layers made inside ``with float32_layers():`` compute in float32 whatever Keras' global dtype
+    policy (``mixed_float16`` included), which is restored afterwards."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
 class StyleBasedGenerator(ProgressiveNetwork):
     """StyleGAN's style-based generator (Karras et al. 2019, sec. 2), grown progressively: the
     mapping network turns z into w; the synthesis blocks, from the learned 4x4 constant up to
     the current resolution, each read one style (one row of ``ws``, shape (B, n_blocks, w_dim))
     and one noise map. :meth:`synthesize` takes styles and noise explicitly; ``call(z)`` gives
     every block the same w and fresh noise. :class:`StyleGANGenerator` adds style mixing in
-    training, the running mean of w and truncation."""
+    training, the running mean of w and truncation. It computes in float32 also under mixed
+    precision (its flat feature maps at initialisation give AdaIN gradients beyond float16)."""
 
     def __init__(self, target_res: int = 64, z_dim: int = 512, w_dim: int = 512,
                  max_filters: int = 512, filter_table=None, mapping_layers: int = 8,
                  mapping_lrmul: float = 0.01, alpha=None, seed=None,
                  name: str = "style_based_generator", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self._init_progressive(target_res, alpha)
-        self.z_dim, self.w_dim = int(z_dim), int(w_dim)
-        self.n_blocks = len(self.resolutions)
-        self.max_filters, self.mapping_layers = int(max_filters), int(mapping_layers)
-        f = [filters_at(r, max_filters, filter_table) for r in self.resolutions]
-        self.mapping = MappingNetwork(self.w_dim, mapping_layers, mapping_lrmul, name="mapping")
-        self.mapping.build((None, self.z_dim))
-        self.blocks = [stylegan_base_block(f[0], self.w_dim)] + [
-            stylegan_synthesis_block(r, f[i], f[i - 1], self.w_dim)
-            for i, r in enumerate(self.resolutions) if i > 0]
-        self.rgb = [to_rgb(f[i], r) for i, r in enumerate(self.resolutions)]
-        self.upsample = layers.UpSampling2D(2)
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        super().__init__(name=name, dtype="float32", **kwargs)
+        with float32_layers():  # the mapping network, the blocks, to_rgb: float32 (see above)
+            self._init_progressive(target_res, alpha)
+            self.z_dim, self.w_dim = int(z_dim), int(w_dim)
+            self.n_blocks = len(self.resolutions)
+            self.max_filters, self.mapping_layers = int(max_filters), int(mapping_layers)
+            f = [filters_at(r, max_filters, filter_table) for r in self.resolutions]
+            self.mapping = MappingNetwork(self.w_dim, mapping_layers, mapping_lrmul, name="mapping")
+            self.mapping.build((None, self.z_dim))
+            self.blocks = [stylegan_base_block(f[0], self.w_dim)] + [
+                stylegan_synthesis_block(r, f[i], f[i - 1], self.w_dim)
+                for i, r in enumerate(self.resolutions) if i > 0]
+            self.rgb = [to_rgb(f[i], r) for i, r in enumerate(self.resolutions)]
+            self.upsample = layers.UpSampling2D(2)
+            self.seed_generator = keras.random.SeedGenerator(seed)
 
     def active_variables(self):
         """Trainable variables used at the current resolution and phase (mapping included)."""
@@ -990,30 +1084,46 @@ def build_stylegan(target_res: int = 64, z_dim: int = 512, w_dim: int = 512,
 
 
 def save_stylegan(generator: StyleGANGenerator, directory) -> str:
-    """Write the generator's weights (including ``w_avg``) to ``directory/generator.weights.h5``
-    and its configuration to ``config.json``; returns the weights' path."""
+    """Write the generator's weights (including ``w_avg``) and, as an attribute of the same file,
+    its configuration to ``directory/generator.weights.h5`` with :func:`write_atomically`; the file
+    it replaces is kept as ``generator.previous.weights.h5``. Returns the weights' path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     generator.build_all()
-    path = directory / "generator.weights.h5"
-    generator.save_weights(str(path))
     cfg = dict(target_res=generator.target_res, z_dim=generator.z_dim, w_dim=generator.w_dim,
                max_filters=generator.max_filters, mapping_layers=generator.mapping_layers,
                res=generator.res)
-    (directory / "config.json").write_text(json.dumps(cfg))
-    return str(path)
+
+    def write(tmp):
+        generator.save_weights(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs["config"] = json.dumps(cfg)
+
+    path = directory / "generator.weights.h5"
+    if path.exists():
+        os.replace(path, directory / "generator.previous.weights.h5")
+    return write_atomically(path, write)
 
 
 def load_stylegan(directory) -> StyleGANGenerator | None:
     """The generator saved by :func:`save_stylegan`, set to its saved resolution; None when
-    ``directory`` holds no checkpoint."""
+    ``directory`` holds no checkpoint. A newest file that is missing (its save was cut short) or
+    does not load is skipped with a warning naming it, and the previous one is loaded."""
     directory = Path(directory)
-    if not (directory / "config.json").exists():
+    paths = [directory / "generator.weights.h5", directory / "generator.previous.weights.h5"]
+    if not any(p.exists() for p in paths):
         return None
-    cfg = json.loads((directory / "config.json").read_text())
-    res = cfg.pop("res")
-    generator = StyleGANGenerator(**cfg)
-    generator.build_all()
-    generator.load_weights(str(directory / "generator.weights.h5"))
-    generator.set_resolution(res)
-    return generator
+    for path in paths:
+        try:
+            with h5py.File(path, "r") as f:
+                cfg = json.loads(f.attrs["config"])
+            res = cfg.pop("res")
+            generator = StyleGANGenerator(**cfg)
+            generator.build_all()
+            generator.load_weights(str(path))
+            generator.set_resolution(res)
+            return generator
+        except (OSError, ValueError, KeyError) as error:
+            warnings.warn(f"skipped the checkpoint file {path} ({type(error).__name__}: {error}); "
+                          "trying the previous one")
+    raise ValueError(f"no StyleGAN checkpoint in {directory} could be read (see the warnings)")

@@ -374,3 +374,279 @@ def test_fit_progressive_checkpoints_and_resumes_by_phase(tmp_path, rng):
         np.testing.assert_array_equal(a, v.numpy())
     records = fit_progressive(gan2, images, schedule, checkpoint_dir=tmp_path)
     assert [(r["res"], r["phase"]) for r in records] == [(8, "stable")]  # resumed at phase 3
+    # Rerun once all is done (issue 13): nothing trains, but every phase's record is still there for
+    # the notebooks' plots (they raised on the empty list), and the networks end at the last phase.
+    from common.ch07 import phase_records
+
+    assert fit_progressive(gan2, images, schedule, checkpoint_dir=tmp_path) == []
+    done = phase_records(tmp_path)
+    assert [(r["res"], r["phase"]) for r in done] == [(4, "stable"), (8, "transition"),
+                                                      (8, "stable")]
+    assert all(np.isfinite(r["history"]["d_loss"][-1]) for r in done) and g2.res == 8
+
+
+# ---------------------------------------------------------------- mixed precision (issue 13)
+_TINY = {"progan": (build_progan, dict(z_dim=8, max_filters=8)),
+         "stylegan": (build_stylegan, dict(z_dim=8, w_dim=8, max_filters=8))}
+
+
+@pytest.mark.parametrize("family", sorted(_TINY))
+def test_a_mixed_precision_progressive_step_moves_the_weights_like_a_float32_step(precision_check,
+                                                                                   family):
+    """A ProGAN / StyleGAN step (8x8 fade-in) under mixed_float16 moves each network's weights like
+    one in float32 (it crashed on float16/float32 mismatches before). The optimizers that `grow`
+    makes anew at every resolution are loss-scaled. Three steps come first: at the initial loss
+    scale of 2^15 the gradient penalty's second derivatives overflow float16, so the first critic
+    update is skipped and the scale halved, as dynamic loss scaling should."""
+    build, kwargs = _TINY[family]
+    real = tf.constant(np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 3)).astype("float32"))
+    runs = {}
+
+    def step():
+        g, d = build(8, **kwargs)
+        gan = ProgressiveGAN(g, d)
+        gan.compile()
+        gan.grow(4, "stable", steps=2)
+        gan.grow(8, "transition", steps=8)  # a new resolution: new optimizers
+        if keras.config.dtype_policy().name == "mixed_float16":
+            assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+            assert isinstance(gan.d_optimizer, keras.optimizers.LossScaleOptimizer)
+            assert d.blocks[-1].layers[-2].compute_dtype == "float16"
+        for _ in range(3):
+            gan.train_step(real)
+        before = [np.array(w) for net in (g, d) for w in net.trainable_weights]
+        runs[keras.config.dtype_policy().name] = (gan, before)
+        return gan, gan.train_step(real), before
+
+    precision_check(step, lambda gan: [gan.generator, gan.discriminator])
+    for k, name in enumerate(("generator", "discriminator")):  # each network on its own, too
+        moved = {}
+        for policy, (gan, before) in runs.items():
+            n_g = len(gan.generator.trainable_weights)
+            old = before[:n_g] if k == 0 else before[n_g:]
+            now = getattr(gan, name).trainable_weights
+            moved[policy] = np.sqrt(sum(np.sum((np.array(a) - b) ** 2) for a, b in zip(now, old)))
+        assert 0.5 <= moved["mixed_float16"] / moved["float32"] <= 2.0, (name, moved)
+
+
+def test_the_stylegan_generator_computes_in_float32_under_mixed_precision():
+    """Its flat feature maps at initialisation give AdaIN gradients of 1e8 and more (beyond float16
+    at any loss scale), so the generator is built in float32; the critic uses float16."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        g, d = build_stylegan(8, z_dim=8, w_dim=8, max_filters=8)
+        assert keras.config.dtype_policy().name == "mixed_float16"  # restored after the build
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    dtypes = {layer.compute_dtype for block in g.blocks + g.rgb for layer in block.layers}
+    assert dtypes == {"float32"} and g.mapping.compute_dtype == g.compute_dtype == "float32"
+    assert d.blocks[0].layers[-1].compute_dtype == "float16"
+    assert g(np.zeros((2, 8), "float32")).dtype == "float32"
+
+
+def test_progressive_statistics_stay_finite_where_float16_overflows(rng):
+    """Activations of 1000 (their squares overflow float16's 65504): pixel norm, minibatch std-dev,
+    style modulation and the drift stay finite and right under mixed precision."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        x = (rng.normal(size=(4, 4, 4, 8)) * 1000).astype("float32")
+        y = PixelNorm()(x)
+        np.testing.assert_allclose((np.asarray(y, "float32") ** 2).mean(-1), 1.0, rtol=1e-2)
+        std = np.asarray(MinibatchStdDev()(x), "float32")[..., -1]
+        assert np.isfinite(std).all() and std.min() > 100
+        w = rng.normal(size=(4, 8)).astype("float32")
+        assert np.isfinite(np.asarray(StyleAdaIN()([x, w]), "float32")).all()
+        g, d = build_stylegan(8, z_dim=8, w_dim=8, max_filters=8)
+        assert g.w_avg.dtype == "float32" and d(x[..., :3]).dtype == "float32"
+        assert float(drift_penalty(np.full(2, 1000.0, "float16"), np.zeros(2, "float16"))) == \
+            pytest.approx(1e-3 * 1e6 / 2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+# ---------------------------------------------------------------- checkpoints that survive a kill
+def _save_until_killed(directory, saved_phases, saved_generators, saving):
+    """Child process of the kill test: resume as `fit_progressive` does, then save phase after
+    phase (every weight set to the number of completed phases) and the StyleGAN generator, until
+    killed."""
+    import warnings
+    from pathlib import Path
+
+    from common.ch07 import restore_phase, save_phase, save_stylegan
+
+    warnings.simplefilter("ignore")
+    directory = Path(directory)
+    g, d = build_stylegan(4, z_dim=4, w_dim=4, max_filters=4, mapping_layers=1)
+    gan = ProgressiveGAN(g, d)
+    records = restore_phase(gan, directory)
+    saving.value = 1
+    while True:
+        index = len(records)
+        for w in g.weights + d.weights:
+            if "float" in str(w.dtype):
+                w.assign(np.full(w.shape, index + 1, "float32"))
+        records.append(dict(res=4, phase="stable", batch=1, steps=1, history={"d_loss": [0.0]}))
+        save_phase(gan, directory, index, records)
+        saved_phases.value = index + 1
+        save_stylegan(g, directory / "final")
+        saved_generators.value = index + 1
+
+
+def _all_equal(nets):
+    return {float(v) for net in nets for w in net.trainable_weights for v in np.unique(w.numpy())}
+
+
+def test_a_kill_during_saves_always_leaves_a_checkpoint_to_resume_from(tmp_path):
+    """SIGKILL a child process 20 times at random moments while it writes phase checkpoints and
+    StyleGAN generators; after every kill the newest complete checkpoint loads (G, D and the record
+    of one and the same phase, at least as new as the last save the child finished), and skipped
+    files are named. Before, Keras truncated `generator.weights.h5` in place: a kill mid-save left a
+    broken file and no previous one."""
+    import multiprocessing
+    import signal
+    import time
+    import warnings
+
+    from common.ch07 import load_stylegan, restore_phase
+
+    ctx = multiprocessing.get_context("forkserver")  # one process imports TensorFlow, children fork
+    ctx.set_forkserver_preload(["common.ch07"])
+    g, d = build_stylegan(4, z_dim=4, w_dim=4, max_filters=4, mapping_layers=1)
+    gan = ProgressiveGAN(g, d)
+    rng, last, kills_mid_save = np.random.default_rng(0), 0, 0
+    for _ in range(20):
+        phases, generators, saving = (ctx.RawValue("i", 0) for _ in range(3))
+        child = ctx.Process(target=_save_until_killed,
+                            args=(str(tmp_path), phases, generators, saving))
+        child.start()
+        deadline = time.monotonic() + 120
+        while not saving.value and child.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert saving.value, f"the child did not start saving (exit code {child.exitcode})"
+        time.sleep(rng.uniform(0.0, 1.0))  # one round of saves takes ~0.5 s here
+        child.kill()
+        child.join()
+        assert child.exitcode == -signal.SIGKILL
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            records = restore_phase(gan, tmp_path)
+            loaded = load_stylegan(tmp_path / "final")
+        skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
+        assert all(str(tmp_path) in message for message in skipped), skipped
+        kills_mid_save += bool(skipped) or any(tmp_path.rglob("tmp-*"))
+        completed = len(records)
+        assert completed >= max(phases.value, last)  # the newest complete save, or a newer one
+        if completed:
+            assert _all_equal([g, d]) == {float(completed)}  # G, D and record of one phase
+        assert (loaded is not None) >= (generators.value > 0)
+        if loaded is not None:
+            assert len(_all_equal([loaded])) == 1 and _all_equal([loaded]).pop() >= generators.value
+        last = completed
+    assert last >= 3 and kills_mid_save >= 1
+
+
+def test_resume_skips_a_damaged_checkpoint_and_names_it(tmp_path):
+    """The newest phase checkpoint's generator file truncated (as a kill during Keras' in-place save
+    left it): resume warns, naming the file, and loads the phase before; only the newest two phase
+    folders are kept."""
+    from common.ch07 import phase_records, restore_phase, save_phase
+
+    g, d = build_progan(8, z_dim=4, max_filters=4)
+    gan = ProgressiveGAN(g, d)
+    records = []
+    for index in range(3):
+        for w in g.weights + d.weights:
+            w.assign(np.full(w.shape, index + 1, "float32"))
+        records.append(dict(res=4, phase="stable", batch=2, steps=1, history={"d_loss": [index]}))
+        save_phase(gan, tmp_path, index, records)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phase-02", "phase-03"]
+    damaged = tmp_path / "phase-03" / "generator.weights.h5"
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    g2, d2 = build_progan(8, z_dim=4, max_filters=4)
+    with pytest.warns(UserWarning, match=f"skipped the checkpoint file {damaged}"):
+        restored = restore_phase(ProgressiveGAN(g2, d2), tmp_path)
+    assert len(restored) == 2 and _all_equal([g2, d2]) == {2.0}  # G and D of phase 2
+    (tmp_path / "phase-02" / "phase.json").unlink()  # a save cut short before its mark
+    with pytest.warns(UserWarning) as caught:
+        assert restore_phase(ProgressiveGAN(g2, d2), tmp_path) == []
+    assert [str(damaged) in str(w.message) for w in caught] == [True, False]
+    assert "phase-02/phase.json" in str(caught[1].message)
+    assert [r["history"]["d_loss"] for r in phase_records(tmp_path)] == [[0], [1], [2]]
+
+
+def test_a_stylegan_save_keeps_the_previous_file_and_load_falls_back_to_it(small_stylegan, tmp_path,
+                                                                          rng):
+    from common.ch07 import load_stylegan, save_stylegan
+
+    g, _ = small_stylegan
+    z, noise = rng.normal(size=(2, 8)).astype("float32"), g.make_noise(2, seed=0)
+    first = g.generate(z, noise=noise).numpy()
+    save_stylegan(g, tmp_path)
+    old_scale = g.rgb[-1].weights[0].numpy()
+    g.rgb[-1].weights[0].assign(old_scale * 2)
+    try:
+        save_stylegan(g, tmp_path)
+    finally:
+        g.rgb[-1].weights[0].assign(old_scale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generator.previous.weights.h5",
+                                                          "generator.weights.h5"]
+    newest = tmp_path / "generator.weights.h5"
+    newest.write_bytes(newest.read_bytes()[:300])
+    with pytest.warns(UserWarning, match=f"skipped the checkpoint file {newest}"):
+        loaded = load_stylegan(tmp_path)
+    np.testing.assert_allclose(loaded.generate(z, noise=noise), first, atol=1e-6)
+    newest.unlink()  # killed between moving the newest file aside and renaming the new one
+    with pytest.warns(UserWarning, match="generator.weights.h5"):
+        assert load_stylegan(tmp_path) is not None
+
+
+def test_write_atomically_keeps_the_old_file_when_the_write_fails(tmp_path):
+    from common.ch07 import write_atomically
+
+    path = tmp_path / "g.weights.h5"
+    path.write_bytes(b"the good weights")
+
+    def write_half(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half of")
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(path, write_half)
+    assert path.read_bytes() == b"the good weights"
+    write_atomically(path, lambda tmp: open(tmp, "wb").write(b"new"))
+    assert path.read_bytes() == b"new" and not (tmp_path / "tmp-g.weights.h5").exists()
+
+
+# ---------------------------------------------------------------- bad sizes fail early and clearly
+def test_zero_steps_raise_instead_of_training_forever(rng):
+    from common.ch07 import fit_progressive
+
+    with pytest.raises(ValueError, match="images_per_phase must be >= 1"):
+        progressive_schedule(4, 8, 0, {4: 2, 8: 2})
+    images = tf.data.Dataset.from_tensor_slices(rng.uniform(-1, 1, (4, 8, 8, 3)).astype("float32"))
+    g, d = build_progan(8, z_dim=4, max_filters=4)
+    gan = ProgressiveGAN(g, d)
+    gan.compile()
+    for schedule in ([(4, "stable", 2, 0)], [(4, "stable", 0, 1)], []):
+        with pytest.raises(ValueError, match="steps >= 1"):
+            fit_progressive(gan, images, schedule)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: EqualizedDense(4, lrmul=0), "lrmul > 0.*lrmul=0"),
+    (lambda: EqualizedDense(0), "units.*> 0.*units=0"),
+    (lambda: EqualizedConv2D(4, 3, gain=0.0), "gain.*> 0.*gain=0.0"),
+    (lambda: EqualizedConv2D(4, -1), "odd kernel_size > 0.*kernel_size=-1"),
+    (lambda: MinibatchStdDev(group_size=0), "group_size >= 1, got 0"),
+    (lambda: progressive_schedule(4, 2048, 100), "batch_sizes needs a batch >= 1.*target_res=2048"),
+    (lambda: progressive_schedule(4, 8, 100, {4: 2}), "batch_sizes needs a batch >= 1"),
+    (lambda: progressive_schedule(4, 8, 100, {4: 0, 8: 2}), "batch_sizes needs a batch >= 1"),
+    (lambda: progressive_schedule(0, 8, 100), "1 <= start_res <= target_res.*start_res=0"),
+    (lambda: build_progan(2048, z_dim=4, max_filters=4),
+     "resolution 2048 has no width.*target_res"),
+], ids=["dense-lrmul", "dense-units", "conv-gain", "conv-kernel", "stddev-group", "schedule-2048",
+        "schedule-missing", "schedule-zero-batch", "schedule-start-0", "progan-2048"])
+def test_unsupported_sizes_raise_one_clear_value_error(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
