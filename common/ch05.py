@@ -15,6 +15,8 @@ import tensorflow as tf
 from keras import ops
 from pathlib import Path
 
+from common import config
+
 __all__ = [
     "PretrainedWeightsUnavailableError",
     "build_vgg19",
@@ -105,7 +107,8 @@ def content_loss(target_features, output_features):
     """The book's content loss (Gatys et al. 2015): per layer, the sum over (H, W, C) of squared
     differences between the output's and the target's feature maps, averaged over the batch; then
     the mean over layers."""
-    losses = [ops.mean(_sum_per_sample(ops.square(ops.stop_gradient(t) - o)))
+    f32 = lambda x: ops.cast(x, "float32")   # float16 features would overflow in the sum of squares
+    losses = [ops.mean(_sum_per_sample(ops.square(ops.stop_gradient(f32(t)) - f32(o))))
               for t, o in zip(target_features, output_features)]
     return ops.mean(ops.stack(losses))
 
@@ -123,13 +126,13 @@ def optimize_pixels(loss_fn, start, steps: int, learning_rate: float = 0.01, rec
     a dict with every ``logs`` value per step, plus ``'frames'``, the image every ``record_every``
     steps."""
     image = tf.Variable(tf.convert_to_tensor(_as_batch(start)), name="image")
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = config.loss_scaled(keras.optimizers.Adam(learning_rate))
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
             total, logs = loss_fn(image)
-        optimizer.apply_gradients([(tape.gradient(total, image), image)])
+        optimizer.apply_gradients(zip(config.backprop(tape, total, [image], optimizer), [image]))
         image.assign(tf.clip_by_value(image, 0.0, 1.0))
         return logs
 
@@ -145,8 +148,8 @@ def optimize_pixels(loss_fn, start, steps: int, learning_rate: float = 0.01, rec
 def gram_matrix(features):
     """Gram matrices of a batch of feature maps (Gatys et al. 2015), ``(B, H, W, C) -> (B, C, C)``:
     ``G[b, c, d] = sum_{h,w} F[b,h,w,c] F[b,h,w,d] / (H W)``, the correlation of every pair of
-    filter responses averaged over positions."""
-    features = ops.convert_to_tensor(features)
+    filter responses averaged over positions. Computed in float32."""
+    features = ops.cast(features, "float32")   # a float16 sum of products overflows
     shape = ops.shape(features)
     points = ops.cast(shape[1] * shape[2], features.dtype)
     return ops.einsum("bhwc,bhwd->bcd", features, features) / points
@@ -229,17 +232,23 @@ class NeuralStyleTransfer:
 def channel_moments(x, epsilon: float = 1e-5):
     """Per-sample, per-channel mean and standard deviation over the spatial axes of a
     ``(B, H, W, C)`` tensor, both ``(B, 1, 1, C)``, with ``std = sqrt(var + epsilon)``: the statistics
-    of instance normalisation (Ulyanov et al. 2016), used by AdaIN and StyleGAN."""
-    mean = ops.mean(x, axis=(1, 2), keepdims=True)
-    var = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)
-    return mean, ops.sqrt(var + epsilon)
+    of instance normalisation (Ulyanov et al. 2016), used by AdaIN and StyleGAN. Computed in float32
+    and returned in x's dtype."""
+    x = ops.convert_to_tensor(x)
+    x32 = ops.cast(x, "float32")   # float16 squares overflow above 256
+    mean = ops.mean(x32, axis=(1, 2), keepdims=True)
+    var = ops.mean(ops.square(x32 - mean), axis=(1, 2), keepdims=True)
+    return ops.cast(mean, x.dtype), ops.cast(ops.sqrt(var + epsilon), x.dtype)
 
 
 def instance_normalize(x, epsilon: float = 1e-5):
     """``(x - mean) / std`` with :func:`channel_moments`: zero mean and unit standard deviation per
-    sample and channel, no learned parameters (instance normalisation without gamma and beta)."""
-    mean, std = channel_moments(x, epsilon)
-    return (x - mean) / std
+    sample and channel, no learned parameters (instance normalisation without gamma and beta).
+    Computed in float32 and returned in x's dtype."""
+    x = ops.convert_to_tensor(x)
+    x32 = ops.cast(x, "float32")
+    mean, std = channel_moments(x32, epsilon)
+    return ops.cast((x32 - mean) / std, x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="common")
@@ -249,17 +258,18 @@ class AdaIN(keras.layers.Layer):
     ``AdaIN(x, y) = std(y) * (x - mean(x)) / std(x) + mean(y)``, statistics per sample and channel.
 
     Called on ``[content, style]`` feature maps ``(B, H, W, C)`` (their H and W may differ); returns
-    the content features carrying the style features' channel means and standard deviations. No
-    weights."""
+    the content features carrying the style features' channel means and standard deviations,
+    computed in float32 (see :func:`channel_moments`). No weights."""
 
     def __init__(self, epsilon: float = 1e-5, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
     def call(self, inputs):
-        content, style = inputs
+        content, style = (ops.cast(t, "float32") for t in inputs)
         style_mean, style_std = channel_moments(style, self.epsilon)
-        return style_std * instance_normalize(content, self.epsilon) + style_mean
+        mixed = style_std * instance_normalize(content, self.epsilon) + style_mean
+        return ops.cast(mixed, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -312,6 +322,8 @@ def build_adain_decoder(width_divisor: int = 1, channels: int = 512, name: str =
     ReLU (filters 256, [x2], 256, 256, 256, 128, [x2], 128, 64, [x2], 64), then a linear conv to 3
     channels. ``width_divisor`` thins every layer (for tests). 3,505,219 parameters by default."""
     d = int(width_divisor)
+    if d < 1:
+        raise ValueError(f"width_divisor must be a positive integer, got {width_divisor!r}")
     plan = [256, "up", 256, 256, 256, 128, "up", 128, 64, "up", 64]
     features = keras.Input((None, None, channels), name="adain_features")
     x = features
@@ -364,12 +376,12 @@ class StyleTransferNetwork(keras.Model):
 def style_loss_moments(style_features, output_features, epsilon: float = 1e-5):
     """AdaIN style loss (Huang & Belongie 2017): for each layer, the mean over samples and channels
     of ``(mean(out) - mean(style))**2`` plus that of ``(std(out) - std(style))**2`` (statistics per
-    sample and channel over H, W, ``std = sqrt(var + epsilon)``); summed over layers. The style
-    statistics are targets: no gradient flows into them."""
+    sample and channel over H, W, ``std = sqrt(var + epsilon)``); summed over layers, in float32.
+    The style statistics are targets: no gradient flows into them."""
     total = 0.0
     for s, o in zip(style_features, output_features):
-        s_mean, s_std = channel_moments(ops.stop_gradient(s), epsilon)
-        o_mean, o_std = channel_moments(o, epsilon)
+        s_mean, s_std = channel_moments(ops.stop_gradient(ops.cast(s, "float32")), epsilon)
+        o_mean, o_std = channel_moments(ops.cast(o, "float32"), epsilon)
         total = total + ops.mean(ops.square(o_mean - s_mean)) + ops.mean(ops.square(o_std - s_std))
     return total
 
@@ -378,7 +390,8 @@ class AdaINStyleTransfer(StyleTransferNetwork):
     """:class:`StyleTransferNetwork` trained with ``fit`` on ``(content, style)`` batches of RGB
     [0, 1] images (Huang & Belongie 2017). Only the decoder learns, on
     ``mean((f4(g(t)) - t)**2) + style_weight * style_loss_moments(f(style), f(g(t)))`` with ``t`` the
-    AdaIN output. The loss is divided by the number of replicas under a ``tf.distribute`` strategy."""
+    AdaIN output. The gradients are divided by the number of replicas under a ``tf.distribute``
+    strategy and carry the optimizer's loss scale under mixed precision."""
 
     def __init__(self, encoder=None, decoder=None, *, style_weight: float = 10.0, **kwargs):
         super().__init__(encoder, decoder, **kwargs)
@@ -387,7 +400,7 @@ class AdaINStyleTransfer(StyleTransferNetwork):
 
     def compile(self, optimizer=None, style_weight=None, **kwargs):
         """Adam(1e-4) by default (the paper's learning rate); builds it for the decoder only."""
-        super().compile(optimizer=optimizer or keras.optimizers.Adam(1e-4), **kwargs)
+        super().compile(optimizer=config.loss_scaled(optimizer or keras.optimizers.Adam(1e-4)), **kwargs)
         if style_weight is not None:
             self.style_weight = float(style_weight)
         self.optimizer.build(self.decoder.trainable_variables)
@@ -402,7 +415,8 @@ class AdaINStyleTransfer(StyleTransferNetwork):
         target = self.adain([self.encode(content)[-1], style_features[-1]])
         generated = self.decoder(target, training=True) / 255.0   # no clip while training
         out_features = self.encode(generated)
-        c_loss = ops.mean(ops.square(out_features[-1] - ops.stop_gradient(target)))
+        diff = ops.cast(out_features[-1], "float32") - ops.stop_gradient(ops.cast(target, "float32"))
+        c_loss = ops.mean(ops.square(diff))
         s_loss = style_loss_moments(style_features, out_features, self.epsilon)
         return c_loss + self.style_weight * s_loss, c_loss, s_loss
 
@@ -410,9 +424,10 @@ class AdaINStyleTransfer(StyleTransferNetwork):
         content, style = data[0], data[1]
         with tf.GradientTape() as tape:
             loss, c_loss, s_loss = self.compute_losses(content, style)
-            scaled = loss / float(self.distribute_strategy.num_replicas_in_sync)
         variables = self.decoder.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        grads = config.backprop(tape, loss, variables, self.optimizer, replicas)
+        self.optimizer.apply_gradients(zip(grads, variables))
         for key, value in (("loss", loss), ("content_loss", c_loss), ("style_loss", s_loss)):
             self.trackers[key].update_state(value)
         return {k: t.result() for k, t in self.trackers.items()}

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from keras import ops
 
+from common import config
 from common.ch02 import kl_divergence
 from common.ch04 import InstanceNormalization
 from common.ch05 import ReflectionConv2D, STYLE_LAYERS, instance_normalize, vgg_feature_extractor, vgg_preprocess
@@ -50,6 +51,8 @@ __all__ = [
 def interpolate_latents(z0, z1, steps: int = 8) -> np.ndarray:
     """``steps`` codes evenly spaced on the segment from ``z0`` to ``z1`` (both included), shape
     ``(steps, z_dim)``: iGAN's morphing path ``(1 - t) z0 + t z1`` (Zhu et al. 2016)."""
+    if int(steps) < 2:
+        raise ValueError(f"steps must be at least 2 (both ends are included), got {steps!r}")
     z0, z1 = np.asarray(z0, np.float32), np.asarray(z1, np.float32)
     t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
     return (1.0 - t) * z0 + t * z1
@@ -66,6 +69,8 @@ def project_to_latent(generator, target, *, mask=None, z_init=None, anchor=None,
     smoothness term). ``target``: one image ``(H, W, C)`` in the generator's range. ``restarts``
     random starts are optimised together and the best kept. Returns ``(z, image, losses)``: the code
     ``(z_dim,)``, its image and the best loss after each step."""
+    if int(restarts) < 1:
+        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
     z_dim = int(generator.input_shape[-1])
     target = tf.convert_to_tensor(np.asarray(target, np.float32)[None])
     mask = tf.ones_like(target) if mask is None else tf.convert_to_tensor(np.asarray(mask, np.float32))
@@ -75,12 +80,12 @@ def project_to_latent(generator, target, *, mask=None, z_init=None, anchor=None,
         start = tf.tile(tf.convert_to_tensor(np.asarray(z_init, np.float32).reshape(1, z_dim)), (restarts, 1))
     z = tf.Variable(start, name="z")
     anchor_t = tf.zeros((1, z_dim)) if anchor is None else tf.constant(np.asarray(anchor, np.float32).reshape(1, z_dim))
-    features = feature_fn or (lambda x: x)
+    features = lambda x: tf.cast((feature_fn or tf.identity)(x), tf.float32)   # float32 distances
     target_features = tf.stop_gradient(features(target * mask))
-    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer = config.loss_scaled(keras.optimizers.Adam(learning_rate))
 
     def per_code_loss():
-        diff = features(generator(z, training=False) * mask) - target_features
+        diff = features(tf.cast(generator(z, training=False), tf.float32) * mask) - target_features
         data_term = tf.reduce_mean(tf.square(tf.reshape(diff, (restarts, -1))), axis=1)
         return data_term + anchor_weight * tf.reduce_sum(tf.square(z - anchor_t), axis=1)
 
@@ -89,13 +94,13 @@ def project_to_latent(generator, target, *, mask=None, z_init=None, anchor=None,
         with tf.GradientTape() as tape:
             losses = per_code_loss()
             total = tf.reduce_sum(losses)   # the codes are independent: one sum, one step for all
-        optimizer.apply_gradients([(tape.gradient(total, z), z)])
+        optimizer.apply_gradients(zip(config.backprop(tape, total, [z], optimizer), [z]))
         return losses
 
     history = [float(tf.reduce_min(step())) for _ in range(int(steps))]
     best = int(np.argmin(per_code_loss().numpy()))
     z_best = z.numpy()[best]
-    return z_best, np.asarray(generator(z_best[None], training=False))[0], history
+    return z_best, np.asarray(generator(z_best[None], training=False), np.float32)[0], history
 
 
 def stroke_target(image, stroke, color):
@@ -191,6 +196,8 @@ def fit_palette(color_maps, n_classes: int = FACADES_CLASSES, iterations: int = 
     the class colours of the pix2pix facades archive, and cluster centres recover them. Returns a
     ``(n_classes, 3)`` float32 array in the maps' value range, sorted by brightness."""
     pixels = np.asarray(color_maps, np.float32).reshape(-1, 3)
+    if not 1 <= n_classes <= len(pixels):
+        raise ValueError(f"n_classes must be between 1 and the {len(pixels)} pixels, got {n_classes}")
     rng = np.random.default_rng(seed)
     if len(pixels) > max_pixels:
         pixels = pixels[rng.choice(len(pixels), max_pixels, replace=False)]
@@ -348,10 +355,9 @@ _GENERATOR_MULTIPLIERS = (16, 16, 16, 8, 4, 2)
 
 
 def _blocks(image_size: int) -> int:
-    blocks = math.log2(image_size / 4)
-    if image_size < 8 or blocks != int(blocks):
+    if image_size < 8 or math.log2(image_size / 4) % 1:
         raise ValueError(f"image_size must be 4 * 2**k with k >= 1, got {image_size}")
-    return int(blocks)
+    return int(math.log2(image_size / 4))
 
 
 def build_gaugan_generator(image_size: int = 256, n_classes: int = FACADES_CLASSES, z_dim: int = 256,
@@ -364,6 +370,8 @@ def build_gaugan_generator(image_size: int = 256, n_classes: int = FACADES_CLASS
     n_blocks = _blocks(image_size)
     if n_blocks > len(_GENERATOR_MULTIPLIERS):
         raise ValueError(f"image_size at most {4 * 2 ** len(_GENERATOR_MULTIPLIERS)}")
+    if min(n_classes, z_dim) < 1:
+        raise ValueError(f"n_classes and z_dim must be positive, got {n_classes} and {z_dim}")
     z = keras.Input((z_dim,), name="z")
     segmap = keras.Input((image_size, image_size, n_classes), name="segmap")
     channels = _GENERATOR_MULTIPLIERS[0] * base_filters
@@ -431,6 +439,8 @@ class MultiScaleDiscriminator(keras.Model):
     def __init__(self, image_size: int = 256, n_classes: int = FACADES_CLASSES, n_scales: int = 2,
                  base_filters: int = 64, name: str = "discriminator", **kwargs):
         super().__init__(name=name, **kwargs)
+        if int(n_scales) < 1:
+            raise ValueError(f"n_scales must be a positive integer, got {n_scales!r}")
         self.image_size, self.n_classes = int(image_size), int(n_classes)
         self.n_scales, self.base_filters = int(n_scales), int(base_filters)
         self.discriminators = [
@@ -455,15 +465,14 @@ class MultiScaleDiscriminator(keras.Model):
 
 def hinge_d_loss(real_out, fake_out):
     """Discriminator hinge loss ``mean relu(1 - D(x)) + mean relu(1 + D(G(z)))`` (Lim & Ye 2017,
-    "Geometric GAN"; SAGAN, GauGAN)."""
-    real_out = ops.convert_to_tensor(real_out)
-    fake_out = ops.cast(ops.convert_to_tensor(fake_out), real_out.dtype)
+    "Geometric GAN"; SAGAN, GauGAN), in float32."""
+    real_out, fake_out = ops.cast(real_out, "float32"), ops.cast(fake_out, "float32")
     return ops.mean(ops.relu(1.0 - real_out)) + ops.mean(ops.relu(1.0 + fake_out))
 
 
 def hinge_g_loss(fake_out):
-    """Generator loss of the hinge GAN, ``-mean D(G(z))`` (unbounded below, no margin)."""
-    return -ops.mean(fake_out)
+    """Generator loss of the hinge GAN, ``-mean D(G(z))`` (unbounded below, no margin), in float32."""
+    return -ops.mean(ops.cast(fake_out, "float32"))
 
 
 def feature_matching_loss(real_features, fake_features):
@@ -472,8 +481,8 @@ def feature_matching_loss(real_features, fake_features):
     Pass the intermediate maps only, not the scores. No gradient flows into the real features."""
     total = 0.0
     for real, fake in zip(real_features, fake_features):
-        real = ops.stop_gradient(ops.convert_to_tensor(real))
-        total = total + ops.mean(ops.abs(real - ops.cast(fake, real.dtype)))
+        real = ops.stop_gradient(ops.cast(real, "float32"))
+        total = total + ops.mean(ops.abs(real - ops.cast(fake, "float32")))
     return total
 
 
@@ -484,8 +493,8 @@ VGG_LOSS_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 def perceptual_loss(target_features, output_features, weights=None, distance: str = "l1"):
     """Weighted sum over layers of the mean distance between two lists of feature maps,
     ``sum_i w_i * mean|phi_i(y) - phi_i(y_hat)|`` (``'l1'``, pix2pixHD/GauGAN) or the mean squared
-    difference (``'l2'``, Johnson et al. 2016). ``weights`` defaults to 1 per layer; the targets
-    get no gradient."""
+    difference (``'l2'``, Johnson et al. 2016), in float32. ``weights`` defaults to 1 per layer;
+    the targets get no gradient."""
     if distance not in ("l1", "l2"):
         raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
     target_features, output_features = list(target_features), list(output_features)
@@ -494,8 +503,7 @@ def perceptual_loss(target_features, output_features, weights=None, distance: st
         raise ValueError("need one weight and one output per target feature map")
     total = 0.0
     for w, target, output in zip(weights, target_features, output_features):
-        target = ops.stop_gradient(ops.convert_to_tensor(target))
-        diff = target - ops.cast(output, target.dtype)
+        diff = ops.stop_gradient(ops.cast(target, "float32")) - ops.cast(output, "float32")
         total = total + w * (ops.mean(ops.abs(diff)) if distance == "l1" else ops.mean(ops.square(diff)))
     return total
 
@@ -516,11 +524,11 @@ class GauGANBase(keras.Model):
 
     def style_code(self, images=None, n=None, training=False):
         """``(z, mean, logvar)``: a reparameterised sample of q(z | images) when there are an encoder
-        and images, otherwise ``z ~ N(0, I)`` for ``n`` samples (mean and logvar None)."""
+        and images, otherwise ``z ~ N(0, I)`` for ``n`` samples (mean and logvar None). All float32."""
         if images is None or self.encoder is None:
             n = n if n is not None else tf.shape(images)[0]
             return tf.random.normal(tf.stack([n, self.z_dim])), None, None
-        mean, logvar = self.encoder(images, training=training)
+        mean, logvar = (tf.cast(t, tf.float32) for t in self.encoder(images, training=training))
         z = mean + tf.exp(0.5 * logvar) * tf.random.normal(tf.shape(mean))
         return z, mean, logvar
 
@@ -558,8 +566,8 @@ class GauGAN(GauGANBase):
 
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
         super().compile(optimizer=None, **kwargs)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.999)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.999)
+        self.g_optimizer = config.loss_scaled(g_optimizer or keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.999))
+        self.d_optimizer = config.loss_scaled(d_optimizer or keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.999))
         self.g_optimizer.build(self.generator_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
@@ -577,8 +585,9 @@ class GauGAN(GauGANBase):
     def replicas(self) -> float:
         return float(self.distribute_strategy.num_replicas_in_sync)
 
-    def _apply(self, tape, scaled_loss, variables, optimizer):
-        optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
+    def _apply(self, tape, loss, variables, optimizer):
+        grads = config.backprop(tape, loss, variables, optimizer, self.replicas)
+        optimizer.apply_gradients(zip(grads, variables))
 
     def discriminator_step(self, segmap, image):
         """One update of the discriminator only."""
@@ -589,8 +598,7 @@ class GauGAN(GauGANBase):
             real_out = self.discriminator([segmap, image], training=True)
             fake_out = self.discriminator([segmap, fake], training=True)
             d_loss = tf.add_n([hinge_d_loss(r[-1], f[-1]) for r, f in zip(real_out, fake_out)]) / len(real_out)
-            scaled = d_loss / self.replicas
-        self._apply(tape, scaled, self.discriminator.trainable_variables, self.d_optimizer)
+        self._apply(tape, d_loss, self.discriminator.trainable_variables, self.d_optimizer)
         return {"d_loss": d_loss}
 
     def generator_step(self, segmap, image):
@@ -611,8 +619,7 @@ class GauGAN(GauGANBase):
             if mean is not None:
                 kl_loss = kl_divergence(mean, logvar, reduction="sum")
             total = g_loss + self.fm_weight * fm_loss + self.vgg_weight * vgg_loss + self.kl_weight * kl_loss
-            scaled = total / self.replicas
-        self._apply(tape, scaled, self.generator_variables, self.g_optimizer)
+        self._apply(tape, total, self.generator_variables, self.g_optimizer)
         return {"g_loss": g_loss, "fm_loss": fm_loss, "vgg_loss": vgg_loss, "kl_loss": kl_loss}
 
     def train_step(self, data):

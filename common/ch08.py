@@ -13,12 +13,14 @@ import tensorflow as tf
 
 from keras import ops
 
+from common import config
 from common.ch06 import hinge_d_loss, hinge_g_loss
 
 __all__ = [
     "power_iteration",
     "spectral_norm",
     "SelfAttention",
+    "class_labels",
     "ConditionalBatchNorm",
     "LayerFactory",
     "ResBlockUp",
@@ -53,8 +55,10 @@ def power_iteration(w, u=None, n_iter: int = 5, seed=None):
     if u is None:
         u = keras.random.normal((ops.shape(mat)[0], 1), seed=seed)
     u = ops.convert_to_tensor(u, dtype="float32")
+    if int(n_iter) < 1:
+        raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}")
     v = None
-    for _ in range(max(int(n_iter), 1)):
+    for _ in range(int(n_iter)):
         v = ops.matmul(ops.transpose(mat), u)
         v = v / (ops.norm(v) + 1e-12)
         u = ops.matmul(mat, v)
@@ -68,13 +72,15 @@ def spectral_norm(layer, enabled: bool = True):
     (Miyato et al. 2018). In calls with ``training=True`` the wrapper runs one warm-started
     power iteration and assigns ``W <- W / sigma`` in place; inference calls leave W alone.
     Do not wrap an ``Embedding``: in Keras 3.15 the wrapper casts its output to the integer
-    dtype of the labels. ``enabled=False`` returns the layer unchanged."""
+    dtype of the labels. ``enabled=False`` returns the layer unchanged. ``autocast=False``: the
+    power iteration reads and writes the float32 kernel under mixed precision (when the wrapper is
+    called inside a model or layer, as here)."""
     if not enabled:
         return layer
     if isinstance(layer, keras.layers.Embedding):
         raise ValueError("spectral_norm(Embedding) is broken in Keras 3 (returns zeros); "
                          "leave the embedding unnormalised")
-    return keras.layers.SpectralNormalization(layer, power_iterations=1)
+    return keras.layers.SpectralNormalization(layer, power_iterations=1, autocast=False)
 
 
 @keras.saving.register_keras_serializable(package="common")
@@ -87,7 +93,8 @@ class SelfAttention(keras.layers.Layer):
     ``A = softmax(theta phi^T)`` over the pooled positions, (B, HW, HW/4), rows summing to 1;
     ``o = conv1x1(reshape(A g))`` with C channels; ``y = x + gamma * o``, gamma a learned
     scalar starting at 0, so the layer starts as the identity. The four 1x1 convolutions are
-    spectrally normalised unless ``spectral=False``. ``call(x, training, return_attention)``.
+    spectrally normalised unless ``spectral=False``. The scores and their softmax are computed in
+    float32. ``call(x, training, return_attention)``.
     """
 
     def __init__(self, key_reduction: int = 8, value_reduction: int = 2, pool: int = 2,
@@ -96,6 +103,9 @@ class SelfAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.key_reduction, self.value_reduction = int(key_reduction), int(value_reduction)
         self.pool, self.spectral = int(pool), bool(spectral)
+        if min(self.key_reduction, self.value_reduction, self.pool) < 1:
+            raise ValueError("key_reduction, value_reduction and pool must be positive integers, got "
+                             f"{key_reduction}, {value_reduction}, {pool}")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
@@ -112,6 +122,9 @@ class SelfAttention(keras.layers.Layer):
                              f"got {input_shape}")
         self.h, self.w, self.c = int(h), int(w), int(c)
         self.ck, self.cv = self.c // self.key_reduction, self.c // self.value_reduction
+        if min(self.ck, self.cv) < 1:
+            raise ValueError(f"SelfAttention needs at least key_reduction={self.key_reduction} and "
+                             f"value_reduction={self.value_reduction} channels, got {c}")
         self.theta = self._conv(self.ck, "theta")
         self.phi = self._conv(self.ck, "phi")
         self.g = self._conv(self.cv, "g")
@@ -129,8 +142,9 @@ class SelfAttention(keras.layers.Layer):
         theta = ops.reshape(self.theta(inputs, training=training), (-1, hw, self.ck))
         phi = ops.reshape(self._pool(self.phi(inputs, training=training)), (-1, hw_pooled, self.ck))
         g = ops.reshape(self._pool(self.g(inputs, training=training)), (-1, hw_pooled, self.cv))
+        theta, phi = ops.cast(theta, "float32"), ops.cast(phi, "float32")   # float16 scores can overflow
         logits = ops.matmul(theta, ops.transpose(phi, (0, 2, 1)))
-        attention = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), inputs.dtype)
+        attention = ops.cast(ops.softmax(logits, axis=-1), inputs.dtype)
         o = ops.reshape(ops.matmul(attention, g), (-1, self.h, self.w, self.cv))
         y = inputs + ops.cast(self.gamma, inputs.dtype) * self.out(o, training=training)
         return (y, attention) if return_attention else y
@@ -144,6 +158,20 @@ class SelfAttention(keras.layers.Layer):
                 "spectral": self.spectral,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}
+
+
+def class_labels(labels, num_classes: int):
+    """``labels`` as a flat int32 tensor, or a ``ValueError`` unless they are integers in
+    ``[0, num_classes)`` (the values are checked when they are known, in eager calls)."""
+    labels = tf.convert_to_tensor(labels)
+    message = f"labels must be integers in [0, {num_classes}), got "
+    if not labels.dtype.is_integer:
+        raise ValueError(message + f"dtype {labels.dtype.name}")
+    labels = tf.reshape(tf.cast(labels, tf.int32), (-1,))
+    values = labels.numpy() if tf.executing_eagerly() else None
+    if values is not None and values.size and not 0 <= values.min() <= values.max() < num_classes:
+        raise ValueError(message + str(values))
+    return labels
 
 
 @keras.saving.register_keras_serializable(package="common")
@@ -173,6 +201,8 @@ class ConditionalBatchNorm(keras.layers.Layer):
 
     def build_scale_shift(self, channels, cond_shape):
         """One gamma row and one beta row per class."""
+        if self.num_classes is None or self.num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {self.num_classes!r}")
         self.gamma = self.add_weight(name="gamma", shape=(self.num_classes, channels),
                                      initializer="ones")
         self.beta = self.add_weight(name="beta", shape=(self.num_classes, channels),
@@ -180,7 +210,7 @@ class ConditionalBatchNorm(keras.layers.Layer):
 
     def scale_shift(self, cond, training=None):
         """gamma and beta, each (B, C), for the condition: here the rows of the labels."""
-        labels = ops.reshape(ops.cast(cond, "int32"), (-1,))
+        labels = class_labels(cond, self.num_classes)
         return ops.take(self.gamma, labels, axis=0), ops.take(self.beta, labels, axis=0)
 
     def call(self, inputs, training=None):
@@ -316,6 +346,8 @@ class SAGANGenerator(keras.Model):
     def __init__(self, z_dim=128, num_classes=10, dim=64, spectral=True,
                  name="sagan_generator", factory=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        if min(z_dim, num_classes, dim) < 1:
+            raise ValueError(f"z_dim, num_classes and dim must be positive, got {z_dim}, {num_classes}, {dim}")
         self.z_dim, self.num_classes, self.dim = int(z_dim), int(num_classes), int(dim)
         f = factory or LayerFactory(spectral)
         self.dense = f.dense(4 * 4 * 4 * self.dim, "dense")
@@ -357,6 +389,9 @@ class SAGANDiscriminator(keras.Model):
     def __init__(self, num_classes=10, dim=64, attention_after=1, spectral=True,
                  orthogonal_init=False, name="sagan_discriminator", **kwargs):
         super().__init__(name=name, **kwargs)
+        if min(num_classes, dim) < 1 or attention_after not in (1, 2, 3, 4):
+            raise ValueError("num_classes and dim must be positive and attention_after a block number "
+                             f"1-4, got {num_classes}, {dim}, {attention_after}")
         self.num_classes, self.dim = int(num_classes), int(dim)
         self.attention_after = int(attention_after)
         init = keras.initializers.Orthogonal() if orthogonal_init else "glorot_uniform"
@@ -377,7 +412,7 @@ class SAGANDiscriminator(keras.Model):
             if i + 1 == self.attention_after:
                 x, attention = self.attention(x, training=training, return_attention=True)
         h = ops.sum(x, axis=(1, 2))
-        e = self.embedding(ops.reshape(ops.cast(labels, "int32"), (-1,)))
+        e = self.embedding(class_labels(labels, self.num_classes))
         out = self.dense(h, training=training) + ops.sum(e * h, axis=-1, keepdims=True)
         return (out, attention) if return_attention else out
 
@@ -409,7 +444,8 @@ class ConditionalHingeGAN(keras.Model):
     the **same** labels with fresh z, then one G update on fresh z. G's regularisation losses
     (``G.losses``: BigGAN's orthogonal term) are added to the G loss and logged as
     ``ortho``. Both networks are called with ``training=True`` (spectral norm and
-    conditional BN depend on it). Losses are divided by the number of replicas."""
+    conditional BN depend on it). Gradients are divided by the number of replicas and carry the
+    optimizers' loss scale under mixed precision."""
 
     metric_names = ("d_loss", "g_loss", "ortho", "d_real", "d_fake", "gamma_g", "gamma_d")
 
@@ -423,8 +459,8 @@ class ConditionalHingeGAN(keras.Model):
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
         """Adam with the book's TTUR defaults: G 1e-4, D 4e-4, beta_1 0, beta_2 0.9."""
         super().compile(optimizer=None, **kwargs)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.9)
+        self.g_optimizer = config.loss_scaled(g_optimizer or keras.optimizers.Adam(1e-4, beta_1=0.0, beta_2=0.9))
+        self.d_optimizer = config.loss_scaled(d_optimizer or keras.optimizers.Adam(4e-4, beta_1=0.0, beta_2=0.9))
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
 
@@ -453,10 +489,10 @@ class ConditionalHingeGAN(keras.Model):
             real_out = self.discriminator([real, labels], training=True)
             fake_out = self.discriminator([fake, labels], training=True)
             d_loss = hinge_d_loss(real_out, fake_out)
-            scaled = d_loss / self._replicas
-        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, d_vars), d_vars))
-        return dict(d_loss=d_loss, d_real=tf.reduce_mean(real_out),
-                    d_fake=tf.reduce_mean(fake_out))
+        grads = config.backprop(tape, d_loss, d_vars, self.d_optimizer, self._replicas)
+        self.d_optimizer.apply_gradients(zip(grads, d_vars))
+        return dict(d_loss=d_loss, d_real=tf.reduce_mean(tf.cast(real_out, tf.float32)),
+                    d_fake=tf.reduce_mean(tf.cast(fake_out, tf.float32)))
 
     def generator_step(self, labels, z):
         """One G update: hinge G loss plus G's regularisation losses."""
@@ -466,8 +502,9 @@ class ConditionalHingeGAN(keras.Model):
             g_adv = hinge_g_loss(self.discriminator([fake, labels], training=True))
             ortho = tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32)
                                                     for l in self.generator.losses])
-            scaled = (g_adv + ortho) / self._replicas
-        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, g_vars), g_vars))
+            g_total = g_adv + ortho
+        grads = config.backprop(tape, g_total, g_vars, self.g_optimizer, self._replicas)
+        self.g_optimizer.apply_gradients(zip(grads, g_vars))
         return dict(g_loss=g_adv, ortho=ortho)
 
     def train_step(self, data):
@@ -567,8 +604,9 @@ class BigGANGenerator(SAGANGenerator):
 
     def __init__(self, z_dim=128, num_classes=10, dim=64, y_dim=32, z_chunks=4,
                  ortho_beta=1e-4, spectral=True, name="biggan_generator", **kwargs):
-        if z_dim % z_chunks:
-            raise ValueError("z_dim must be divisible by z_chunks")
+        if z_chunks != 4 or z_dim % z_chunks:   # a chunk for the dense layer and one per block
+            raise ValueError(f"z_chunks must be 4 (the dense layer and three blocks) and divide z_dim, "
+                             f"got z_chunks={z_chunks}, z_dim={z_dim}")
         reg = OrthogonalRegularizer(ortho_beta) if ortho_beta else None
         factory = BigGANLayerFactory(spectral, keras.initializers.Orthogonal(), reg)
         super().__init__(z_dim, num_classes, dim, spectral, name=name, factory=factory, **kwargs)
@@ -579,7 +617,7 @@ class BigGANGenerator(SAGANGenerator):
     def _conditions(self, z, labels, embedding=None):
         chunks = ops.split(z, self.z_chunks, axis=-1)
         e = embedding if embedding is not None else self.embedding(
-            ops.reshape(ops.cast(labels, "int32"), (-1,)))
+            class_labels(labels, self.num_classes))
         return chunks[0], [ops.concatenate([e, c], axis=-1) for c in chunks[1:]]
 
     def from_embedding(self, z, embedding, training=False):
@@ -602,6 +640,8 @@ def truncated_z(shape, threshold: float = 1.0, seed: int | None = None):
     """Samples of N(0, 1) truncated to [-threshold, threshold] (BigGAN's truncation trick),
     drawn exactly by the inverse CDF: ``z = Phi^-1(U(Phi(-t), Phi(t)))``. Float32 tensor."""
     t = float(threshold)
+    if not t > 0:
+        raise ValueError(f"threshold must be > 0 (z is cut to [-threshold, threshold]), got {threshold!r}")
     low = 0.5 * (1.0 + tf.math.erf(-t / np.sqrt(2.0)))
     high = 1.0 - low
     if seed is None:

@@ -333,3 +333,103 @@ def test_biggan_sampler_and_class_interpolation_widgets():
     blend.t.value = 0.9
     assert not np.allclose(blend.current, before)
     np.testing.assert_allclose(blend.current[:, :32], before[:, :32])  # class A panel fixed
+
+
+# ---------------------------------------------------------------- mixed precision and bad input
+def _until_applied(step, optimizer, limit=16):
+    """Run `step()` until `optimizer` has applied one update; returns the last logs. Under mixed
+    precision dynamic loss scaling skips a step whose scaled gradients overflow float16 and halves
+    the scale (2**15 at first), as the first steps of a real run do; in float32 the first step counts.
+    Every try draws the same noise, so that the update applied is the one float32 applies."""
+    for _ in range(limit):
+        keras.utils.set_random_seed(1)
+        logs = step()
+        if int(optimizer.iterations):
+            return logs
+    raise AssertionError(f"no update applied in {limit} steps")
+
+
+@pytest.mark.parametrize("biggan", [False, True], ids=["sagan", "biggan"])
+def test_mixed_precision_steps_move_both_networks_like_float32(biggan, precision_check):
+    images, labels = _batch()
+    z = tf.random.stateless_normal((8, 16), seed=(1, 2))
+
+    def step():
+        g, d = _small(biggan=biggan)   # spectral norm on, as trained
+        gan = ConditionalHingeGAN(g, d)
+        gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
+        before = [np.array(w) for net in (g, d) for w in net.trainable_weights]
+        logs = _until_applied(lambda: gan.discriminator_step(images, labels, z), gan.d_optimizer)
+        logs.update(_until_applied(lambda: gan.generator_step(labels, z), gan.g_optimizer))
+        return gan, logs, before
+
+    precision_check(step, lambda gan: [gan.generator, gan.discriminator])
+
+
+def test_spectral_norm_keeps_the_kernels_float32_under_mixed_precision():
+    """Keras' wrapper would run the power iteration on a float16 copy of the kernel and write
+    W / sigma back rounded to float16 at every training call."""
+    images, labels = _batch(2)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        d = build_sagan_discriminator(dim=8)
+        d([images, labels], training=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    kernels = [w.numpy() for w in d.weights   # (a u of one element is exactly 1.0 after normalising)
+               if w.path.endswith(("kernel", "vector_u")) and np.prod(w.shape) > 1]
+    assert len(kernels) > 20 and all(k.dtype == np.float32 for k in kernels)
+    rounded = [np.array_equal(k, k.astype(np.float16).astype(np.float32)) for k in kernels]
+    assert not any(rounded)
+
+
+def test_self_attention_scores_stay_finite_under_mixed_precision(rng):
+    """Query-key products of large activations overflow float16 (max 65,504): NaN attention rows."""
+    x = (rng.normal(size=(1, 8, 8, 64)) * 100).astype("float32")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        y, attention = SelfAttention(spectral=False)(x, return_attention=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    attention = np.asarray(attention, np.float32)
+    assert np.isfinite(attention).all() and np.isfinite(np.asarray(y, np.float32)).all()
+    np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-2)
+
+
+def test_conditional_bn_refuses_float_and_out_of_range_labels():
+    cbn = ConditionalBatchNorm(num_classes=3)
+    x = np.zeros((2, 4, 4, 5), "float32")
+    cbn([x, np.array([0, 2])])
+    for bad in (np.array([0.7, 2.9]), np.array([0, 3]), np.array([-1, 0])):
+        with pytest.raises(ValueError, match=r"labels must be integers in \[0, 3\)"):
+            cbn([x, bad])
+    with pytest.raises(ValueError, match="labels must be integers"):   # in a traced step too
+        tf.function(lambda labels: cbn([x, labels], training=True))(tf.constant([0.0, 1.0]))
+    g, d = _small(spectral=False)
+    images = np.zeros((2, 32, 32, 3), "float32")
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 10\)"):
+        g([np.zeros((2, 16), "float32"), np.array([1, 10])])
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 10\)"):
+        d([images, np.array([1.0, 2.0])])
+
+
+@pytest.mark.parametrize("make, argument", [
+    (lambda: power_iteration(np.eye(3, dtype="float32"), n_iter=0), "n_iter"),
+    (lambda: SelfAttention(key_reduction=0), "key_reduction"),
+    (lambda: SelfAttention(pool=0), "pool"),
+    (lambda: SelfAttention()(np.zeros((1, 8, 8, 4), "float32")), "key_reduction"),
+    (lambda: ConditionalBatchNorm(0)([np.zeros((2, 4, 4, 3), "float32"), np.zeros(2, "int32")]),
+     "num_classes"),
+    (lambda: build_sagan_generator(z_dim=0, dim=8), "z_dim"),
+    (lambda: build_sagan_generator(z_dim=8, dim=8, num_classes=0), "num_classes"),
+    (lambda: build_sagan_discriminator(dim=8, attention_after=0), "attention_after"),
+    (lambda: build_biggan_generator(z_dim=16, dim=8, z_chunks=0), "z_chunks"),
+    (lambda: build_biggan_generator(z_dim=16, dim=8, z_chunks=8), "z_chunks"),
+    (lambda: truncated_z((3, 2), 0.0), "threshold"),
+    (lambda: truncated_z((3, 2), -1.0), "threshold"),
+], ids=["power_iterations", "key_reduction", "pool", "too_few_channels", "cbn_classes",
+        "z_dim", "num_classes", "attention_after", "z_chunks_0", "z_chunks_8", "threshold_0",
+        "threshold_negative"])
+def test_zero_and_unsupported_sizes_raise_one_value_error_naming_the_argument(make, argument):
+    with pytest.raises(ValueError, match=argument):
+        make()

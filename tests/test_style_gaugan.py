@@ -399,3 +399,128 @@ def test_stroke_editor_pulls_the_image_towards_the_stroke():
     after = np.abs(w.current[:2, :2] - 1.0).mean()
     assert after < 0.2 * before and w.image.value != png
     assert not np.allclose(w.z_edit, z)
+
+
+# ------------------------------------------------------------------ mixed precision and bad input
+
+def _until_applied(step, optimizer, limit=16):
+    """Run `step()` until `optimizer` has applied one update; returns the last logs. Under mixed
+    precision dynamic loss scaling skips a step whose scaled gradients overflow float16 and halves
+    the scale (2**15 at first), as the first steps of a real run do; in float32 the first step counts.
+    Every try draws the same noise, so that the update applied is the one float32 applies."""
+    for _ in range(limit):
+        keras.utils.set_random_seed(1)
+        logs = step()
+        if int(optimizer.iterations):
+            return logs
+    raise AssertionError(f"no update applied in {limit} steps")
+
+
+def test_adain_mixed_precision_step_moves_the_decoder_like_float32(precision_check):
+    """Keras' compile wraps the optimizer for loss scaling, which divides every gradient by the scale:
+    the train step must back-propagate from that scale, or the decoder moves ~50,000x less."""
+    content = data.sample_image("astronaut", 32)[None]
+    style_img = data.sample_image("coffee", 32)[None]
+
+    def step():
+        encoder = ch05.vgg_feature_extractor(ch05.ADAIN_LAYERS, weights=None)
+        model = ch05.AdaINStyleTransfer(encoder=encoder, width_divisor=16)
+        model.compile(keras.optimizers.SGD(0.01), jit_compile=False)
+        before = _snapshot(model.decoder.trainable_weights)
+        logs = _until_applied(lambda: model.train_on_batch(content, style_img, return_dict=True),
+                              model.optimizer)
+        return model, logs, before
+
+    precision_check(step, lambda model: [model.decoder])
+
+
+def test_adain_statistics_stay_finite_and_right_for_large_float16_activations(rng):
+    """VGG's deep activations reach the thousands; in float16 (max 65,504) their squares overflow."""
+    x = (rng.normal(size=(2, 8, 8, 4)) * 400 + 1000).astype("float16")
+    mean, std = ch05.channel_moments(x)
+    assert np.asarray(mean).dtype == np.asarray(std).dtype == np.float16
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(np.asarray(mean, np.float64)[:, 0, 0], exact.mean((1, 2)), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(std, np.float64)[:, 0, 0], exact.std((1, 2)), rtol=1e-3)
+    normed = np.asarray(ch05.instance_normalize(x), np.float64)
+    np.testing.assert_allclose(normed.mean((1, 2)), 0.0, atol=1e-2)
+    np.testing.assert_allclose(normed.std((1, 2)), 1.0, atol=1e-2)
+    style_feats = (rng.normal(size=(2, 6, 6, 4)) * 300 - 500).astype("float32")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        out = AdaIN()([x, style_feats])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.asarray(out).dtype == np.float16
+    out = np.asarray(out, np.float64)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out.mean((1, 2)), style_feats.mean((1, 2)), rtol=1e-2, atol=1.0)
+    np.testing.assert_allclose(out.std((1, 2)), style_feats.std((1, 2)), rtol=1e-2)
+
+
+def test_neural_style_transfer_optimises_the_image_under_mixed_precision():
+    content = data.sample_image("astronaut", 24)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        nst = ch05.NeuralStyleTransfer(weights=None, learning_rate=0.05)   # VGG in float16
+        result, history = nst.stylize(content, data.sample_image("coffee", 24), steps=6)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.dtype == np.float32 and np.isfinite(history["loss"]).all()
+    assert history["loss"][-1] < history["loss"][0] and not np.allclose(result, content)
+
+
+def test_projection_works_for_a_generator_built_under_mixed_precision():
+    from common.ch06 import project_to_latent
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        gen = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, use_bias=False),
+                                keras.layers.Reshape((4, 4, 1))])
+        target = np.asarray(gen(np.array([[0.5, -1.0, 0.3, 0.8]], np.float32)), np.float32)[0]
+        _, image, losses = project_to_latent(gen, target, steps=100, restarts=2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert image.dtype == np.float32 and np.isfinite(losses).all()
+    assert losses[-1] < 0.1 * losses[0]
+
+
+def test_gaugan_mixed_precision_steps_move_the_networks_like_float32(precision_check):
+    size, classes = 16, 4
+    rng = np.random.default_rng(0)
+    seg = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, (2, size, size))]
+    img = rng.uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+
+    def step():
+        gen = ch06.build_gaugan_generator(size, classes, z_dim=8, base_filters=2, spade_hidden=4)
+        enc = ch06.build_gaugan_encoder(size, 8, base_filters=2)
+        disc = ch06.MultiScaleDiscriminator(size, classes, n_scales=2, base_filters=2)
+        vgg = ch05.vgg_feature_extractor(ch05.STYLE_LAYERS, weights=None)
+        model = ch06.GauGAN(gen, disc, enc, vgg=vgg)
+        model.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
+        before = _snapshot(model.generator_variables + model.discriminator.trainable_variables)
+        logs = _until_applied(lambda: model.discriminator_step(seg, img), model.d_optimizer)
+        logs.update(_until_applied(lambda: model.generator_step(seg, img), model.g_optimizer))
+        return model, logs, before
+
+    precision_check(step, lambda model: [model.generator, model.encoder, model.discriminator])
+
+
+def _tiny_generator():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(12), keras.layers.Reshape((2, 2, 3))])
+
+
+@pytest.mark.parametrize("make, argument", [
+    (lambda: ch05.build_adain_decoder(0), "width_divisor"),
+    (lambda: ch06.interpolate_latents(np.zeros(3), np.ones(3), steps=1), "steps"),
+    (lambda: ch06.project_to_latent(_tiny_generator(), np.zeros((2, 2, 3)), restarts=0), "restarts"),
+    (lambda: ch06.fit_palette(np.random.default_rng(0).uniform(size=(2, 4, 4, 3)), 0), "n_classes"),
+    (lambda: ch06.build_gaugan_generator(0, 4), "image_size"),
+    (lambda: ch06.build_gaugan_encoder(0), "image_size"),
+    (lambda: ch06.build_gaugan_generator(16, 4, z_dim=0, base_filters=2, spade_hidden=4), "z_dim"),
+    (lambda: ch06.MultiScaleDiscriminator(16, 4, n_scales=0), "n_scales"),
+], ids=["adain_width_divisor", "interpolate_steps", "projection_restarts", "palette_classes",
+        "gaugan_image_size", "encoder_image_size", "gaugan_z_dim", "discriminator_scales"])
+def test_zero_and_unsupported_sizes_raise_one_value_error_naming_the_argument(make, argument):
+    with pytest.raises(ValueError, match=argument):
+        make()
