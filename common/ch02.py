@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 from keras import ops
 
+from common import config
+
 __all__ = [
     "build_dense_encoder",
     "mnist_conv_features",
@@ -209,8 +211,8 @@ def kl_divergence(mean, logvar, reduction: str = "mean"):
     weight keeps its meaning), 'sum' over the latent dims then mean over the batch (the ELBO's
     term), 'none' the per-element values.
     """
-    mean = ops.convert_to_tensor(mean)
-    logvar = ops.cast(ops.convert_to_tensor(logvar), mean.dtype)
+    # float32 even when the encoder computes in float16: exp(logvar) overflows float16 above logvar 11
+    mean, logvar = ops.cast(mean, "float32"), ops.cast(logvar, "float32")
     per_element = -0.5 * (1.0 + logvar - ops.square(mean) - ops.exp(logvar))
     if reduction == "mean":
         return ops.mean(per_element)
@@ -226,8 +228,8 @@ def reconstruction_loss(x, x_hat, kind: str = "mse"):
     """Mean over every pixel and sample of the squared error (`'mse'`, the L2 loss) or of the
     per-pixel binary cross-entropy (`'bce'`, targets in [0, 1], `x_hat` probabilities clipped to
     [1e-7, 1 - 1e-7]): the reconstruction term of the book's Chapter 2 VAE loss."""
-    x_hat = ops.convert_to_tensor(x_hat)
-    x = ops.cast(ops.convert_to_tensor(x), x_hat.dtype)
+    # float32 even when the decoder computes in float16, where 1 - 1e-7 rounds to 1 and log(1 - p) to -inf
+    x_hat, x = ops.cast(x_hat, "float32"), ops.cast(x, "float32")
     if kind == "mse":
         return ops.mean(ops.square(x - x_hat))
     if kind == "bce":
@@ -244,7 +246,9 @@ class VAE(keras.Model):
     (`rc_loss='mse'` or `'bce'`) and `kl_divergence`, both averaged over every element as the book
     does (so its `kl_weight=0.01` keeps its meaning). Metrics `loss`, `rc_loss`, `kl_loss` (`val_*`
     with validation data). Data: images, or `(input, target)` pairs. Under a `tf.distribute`
-    strategy the loss is divided by the number of replicas before the gradient.
+    strategy the gradients are divided by the number of replicas; under mixed precision they are
+    computed from the loss scale of the `LossScaleOptimizer` that Keras' `compile` wraps around the
+    optimizer (`config.backprop`).
     """
 
     def __init__(self, encoder, decoder, kl_weight: float = 0.01, rc_loss: str = "mse",
@@ -301,12 +305,12 @@ class VAE(keras.Model):
 
     def train_step(self, data):
         x, target = self._unpack(data)
-        replicas = float(self.distribute_strategy.num_replicas_in_sync)
         with tf.GradientTape() as tape:
             total, rc, kl = self.compute_vae_losses(x, target, training=True)
-            scaled = total / replicas
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        grads = config.backprop(tape, total, variables, self.optimizer,
+                                self.distribute_strategy.num_replicas_in_sync)
+        self.optimizer.apply_gradients(zip(grads, variables))
         return self._record(total, rc, kl)
 
     def test_step(self, data):
@@ -386,8 +390,8 @@ class UpConvBlock(keras.layers.Layer):
 
 def _face_grid(image_size: int) -> int:
     """Side of the encoder's last feature map: image_size / 16 (four 2x steps)."""
-    if image_size % 16:
-        raise ValueError(f"image_size must be divisible by 16 (four 2x steps), got {image_size}")
+    if image_size < 16 or image_size % 16:
+        raise ValueError(f"image_size must be a positive multiple of 16 (four 2x steps), got {image_size}")
     return image_size // 16
 
 

@@ -69,6 +69,9 @@ def conditional_dcgan_generator(z_dim: int = 100, num_classes: int = 10, width: 
     then three times up-sampling x2 (bilinear) and a 5x5 convolution: `2W` and `W` with
     batch norm and LeakyReLU(0.2), and finally the image's channels with tanh.
     1,481,217 parameters for W = 64, 5,010,433 for W = 128 (one-hot, 32x32x1)."""
+    if image_shape[0] < 8 or image_shape[0] % 8 or image_shape[0] != image_shape[1]:
+        raise ValueError(f"image_shape must be square with a side a multiple of 8 (three 2x steps), "
+                         f"got {image_shape}")
     z = keras.Input((z_dim,), name="z")
     label = keras.Input((1,), dtype="int32", name="label")
     x = layers.Concatenate(name="z_and_label")([z, _label_path(label, num_classes, label_mode,
@@ -136,7 +139,7 @@ class MultiNetworkGAN(AdversarialModel):
         given = dict(optimizers or {})
         unknown = set(given) - set(self.networks)
         if unknown:
-            raise KeyError(f"no network named {sorted(unknown)}; choose from {self.networks}")
+            raise ValueError(f"optimizers names no network {sorted(unknown)}; choose from {self.networks}")
         self.optimizers = {}
         for net in self.networks:
             # under mixed precision, wrapped for dynamic loss scaling (see common.config)
@@ -322,8 +325,8 @@ def unet_generator(image_shape=(256, 256, 3), base_filters: int = 64,
 def l1_loss(target, output):
     """Mean absolute error `mean |target - output|` over every element (the L1 term of
     pix2pix, CycleGAN's cycle and identity losses, BicycleGAN's image and latent terms)."""
-    output = ops.convert_to_tensor(output)
-    target = ops.cast(ops.convert_to_tensor(target), output.dtype)
+    # in float32: under mixed precision the networks' outputs are float16, the targets float32
+    output, target = ops.cast(output, "float32"), ops.cast(target, "float32")
     return ops.mean(ops.abs(target - output))
 
 
@@ -424,16 +427,15 @@ def lsgan_d_loss(real_out, fake_out, half: bool = True):
     when `half` (CycleGAN's discriminators; BicycleGAN's book code has no 0.5). The targets
     take the shape of the discriminator's output, so it works for patch maps of any size.
     Mao et al. 2017, "Least Squares Generative Adversarial Networks"."""
-    real_out = ops.convert_to_tensor(real_out)
-    fake_out = ops.cast(ops.convert_to_tensor(fake_out), real_out.dtype)
+    # in float32, like every loss here: under mixed precision the scores arrive in float16
+    real_out, fake_out = ops.cast(real_out, "float32"), ops.cast(fake_out, "float32")
     total = ops.mean(ops.square(real_out - 1.0)) + ops.mean(ops.square(fake_out))
     return 0.5 * total if half else total
 
 
 def lsgan_g_loss(fake_out):
     """Least-squares generator loss `mean (D(G(z)) - 1)^2` (fakes pushed to the real target)."""
-    fake_out = ops.convert_to_tensor(fake_out)
-    return ops.mean(ops.square(fake_out - 1.0))
+    return ops.mean(ops.square(ops.cast(fake_out, "float32") - 1.0))
 
 
 class CycleGAN(MultiNetworkGAN):
@@ -582,6 +584,8 @@ class _BicyclePaths(MultiNetworkGAN):
     @staticmethod
     def _halves(data):
         a, b = data[0], data[1]
+        if a.shape[0] is not None and a.shape[0] < 2:  # else one half is empty and every loss NaN
+            raise ValueError(f"a batch must hold at least 2 pairs (one per sub-model), got {a.shape[0]}")
         n = tf.shape(a)[0] // 2
         return a[:n], b[:n], a[n:], b[n:]
 

@@ -15,10 +15,13 @@ import numpy as np
 import os
 import tempfile
 import tensorflow as tf
+import warnings
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
+
+from common import config
 
 __all__ = [
     "UnreadableFileError",
@@ -76,6 +79,7 @@ __all__ = [
     "build_deepfake_encoder",
     "build_deepfake_decoder",
     "DeepFake",
+    "DeepFakeCheckpoint",
 ]
 
 
@@ -120,6 +124,9 @@ _FACE_REGION = {"astronaut": ((0, 320), (60, 380)), "grace_hopper": ((40, 440), 
 
 def sample_face(name: str, size: int = 256) -> np.ndarray:
     """A square head-and-shoulders region of :func:`sample_photo` resized to ``size``."""
+    if name not in _FACE_REGION or size < 1:
+        raise ValueError(f"sample_face needs a name in {sorted(_FACE_REGION)} and a size >= 1, "
+                         f"got {name!r} and {size}")
     (r0, r1), (c0, c1) = _FACE_REGION[name]
     return cv2.resize(sample_photo(name)[r0:r1, c0:c1], (size, size), interpolation=cv2.INTER_AREA)
 
@@ -130,6 +137,8 @@ def make_synthetic_clip(image, n_frames: int = 16, size: int = 256, max_angle: f
     (up to ``max_angle`` degrees), zoom (up to ``max_zoom``) and shift (fractions of the
     size in x, y), periodic over the clip, borders reflected. Returns the frames
     (T, size, size, 3) uint8 and the per-frame 2x3 matrices applied to the resized image."""
+    if n_frames < 1 or size < 2:
+        raise ValueError(f"n_frames must be >= 1 and size >= 2, got n_frames={n_frames}, size={size}")
     rng = np.random.default_rng(seed)
     img = cv2.resize(np.asarray(image), (size, size), interpolation=cv2.INTER_AREA)
     phases = rng.uniform(0, 2 * np.pi, 4)
@@ -173,10 +182,14 @@ def write_video(path, frames: Iterable, fps: float = 25, fourcc: str = "mp4v",
 
     All frames must have the size of the first (ValueError otherwise); odd sizes are
     cropped to even ones, as codecs need. The file is written under a temporary name and
-    renamed at the end, so an error half-way never leaves a truncated video behind.
+    renamed at the end, so an error half-way never leaves a truncated video behind. OpenCV
+    reports no error when the disk fills or the codec fails, so the finished file is read back
+    and must hold every frame (OSError otherwise).
     ``mp4v`` (MPEG-4 Part 2) works with pip's OpenCV; H.264 (``avc1``) does not.
     ``caption`` (e.g. "SYNTHETIC") is written on every frame.
     """
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
@@ -194,6 +207,8 @@ def write_video(path, frames: Iterable, fps: float = 25, fourcc: str = "mp4v",
             if size is None:
                 size = frame.shape[:2]
                 h, w = size[0] // 2 * 2, size[1] // 2 * 2
+                if not (h and w):
+                    raise ValueError(f"frames must be at least 2x2 pixels, got {size}")
                 writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
                 if not writer.isOpened():
                     raise RuntimeError(f"OpenCV cannot write {path.suffix} files with fourcc "
@@ -210,6 +225,10 @@ def write_video(path, frames: Iterable, fps: float = 25, fourcc: str = "mp4v",
             raise ValueError("write_video got no frames to write.")
         writer.release()
         writer = None
+        readable = _count_frames(tmp)
+        if readable != count:
+            raise OSError(f"{path} was not saved: {count} frames were written but only {readable} "
+                          "read back (is the disk full?)")
         os.replace(tmp, path)
     finally:
         if writer is not None:
@@ -217,6 +236,15 @@ def write_video(path, frames: Iterable, fps: float = 25, fourcc: str = "mp4v",
         if os.path.exists(tmp):
             os.remove(tmp)
     return str(path)
+
+
+def _count_frames(path) -> int:
+    """How many frames OpenCV decodes from a video file (0 when it cannot open it)."""
+    cap, n = cv2.VideoCapture(str(path)), 0
+    while cap.isOpened() and cap.grab():
+        n += 1
+    cap.release()
+    return n
 
 
 def _open_capture(path):
@@ -247,8 +275,8 @@ def read_frames(path, every: int = 1, max_frames: int | None = None) -> Iterator
     ``max_frames``. Raises at once :class:`UnreadableFileError` (missing or undecodable
     file) or :class:`EmptyVideoError` (no frame); the reader stops cleanly at the end of
     the file (it checks every read) and releases the file when done."""
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+    if every < 1 or (max_frames is not None and max_frames < 1):
+        raise ValueError(f"every and max_frames must be >= 1, got every={every}, max_frames={max_frames}")
     cap = _open_capture(path)
     ok, first = cap.read()
     if not ok or first is None:
@@ -276,14 +304,17 @@ def read_frames(path, every: int = 1, max_frames: int | None = None) -> Iterator
 
 
 def save_frames(frames: Iterable, folder, pattern: str = "frame_%04d.png", start: int = 1) -> list:
-    """Write frames as numbered PNG files (from 1, like ffmpeg) and return their paths."""
+    """Write frames as numbered PNG files (from 1, like ffmpeg) and return their paths. Each file
+    is read back, as OpenCV may report success for an empty file on a full disk (OSError)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, frame in enumerate(frames, start):
-        p = folder / (pattern % i)
-        if not cv2.imwrite(str(p), cv2.cvtColor(_to_uint8(frame), cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {p}")
+        p, frame = folder / (pattern % i), _to_uint8(frame)
+        written = cv2.imwrite(str(p), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        back = cv2.imread(str(p), cv2.IMREAD_UNCHANGED) if written else None
+        if back is None or back.shape[:2] != frame.shape[:2]:
+            raise OSError(f"could not write {p} (is the disk full?); {len(paths)} frames were saved")
         paths.append(str(p))
     return paths
 
@@ -302,6 +333,9 @@ def animation_html(frames, fps: float = 10, scale: float = 3.0) -> str:
     from matplotlib import animation
 
     frames = [_to_uint8(f) for f in frames]
+    if not frames or not fps > 0:
+        raise ValueError(f"animation_html needs at least one frame and fps > 0, got {len(frames)} "
+                         f"frames and fps={fps}")
     h, w = frames[0].shape[:2]
     fig = plt.figure(figsize=(scale, scale * h / w))
     ax = fig.add_axes([0, 0, 1, 1])
@@ -599,6 +633,11 @@ class FaceGeometry:
     coverage: int = 160
     size: int = 64
 
+    def __post_init__(self):
+        if not (0 <= 2 * self.padding < self.canvas and 0 < self.coverage and 0 < self.size):
+            raise ValueError(f"FaceGeometry needs 0 <= 2 * padding < canvas, coverage > 0 and "
+                             f"size > 0, got {self}")
+
     def canvas_matrix(self, M) -> np.ndarray:
         """2x3 map from image pixels to the aligned canvas."""
         out = np.array(M, np.float64) * (self.canvas - 2 * self.padding)
@@ -655,6 +694,8 @@ def random_warp(img, rng, coverage: int = 160, grid: int = 5, scale: float = 5.0
     h, w = img.shape[:2]
     if h != w:
         raise ValueError(f"random_warp needs a square canvas, got {h}x{w}")
+    if grid < 2 or size < 1:
+        raise ValueError(f"random_warp needs grid >= 2 and size >= 1, got grid={grid}, size={size}")
     c = w // 2
     ticks = np.linspace(c - coverage / 2, c + coverage / 2, grid)
     mapx = np.broadcast_to(ticks, (grid, grid)).astype(np.float64)
@@ -780,6 +821,11 @@ class SwapResult(NamedTuple):
     mask: np.ndarray | None = None
 
 
+def _check_mask(mask):
+    if mask not in ("square", "hull", "combined"):
+        raise ValueError(f"mask must be 'square', 'hull' or 'combined', got {mask!r}")
+
+
 @dataclass
 class SwapPipeline:
     """Per frame: detect -> landmarks -> crop -> ``model`` -> warp back -> mask -> blend.
@@ -788,7 +834,8 @@ class SwapPipeline:
     DeepFake: decoder_B(encoder(x))). ``mask`` is 'square', 'hull' or 'combined' (their
     product); ``feather_px`` > 0 softens its edge (a blur of that many pixels inside it),
     ``color_match`` moves the new face's Lab statistics to the frame's, ``seamless`` uses
-    Poisson blending. Frames without a face pass unchanged and are counted in ``missed``.
+    Poisson blending. Frames without a face pass unchanged and are counted in ``missed``. A model
+    output of the wrong size or with NaN pixels stops the run with a ValueError naming the frame.
     """
 
     model: Callable
@@ -801,6 +848,9 @@ class SwapPipeline:
     seamless: bool = False
     found: int = 0
     missed: int = 0
+
+    def __post_init__(self):
+        _check_mask(self.mask)
 
     def masks(self, crop_M, landmarks, frame_shape) -> dict:
         """The 'square', 'hull' and 'combined' masks for one face."""
@@ -816,7 +866,11 @@ class SwapPipeline:
         feather_px = self.feather_px if feather_px is None else feather_px
         color_match = self.color_match if color_match is None else color_match
         seamless = self.seamless if seamless is None else seamless
-        face = np.asarray(face_out)
+        _check_mask(mask)
+        face, size = np.asarray(face_out), self.geometry.size
+        if face.shape != (size, size, 3) or not np.isfinite(face).all():
+            problem = f"shape {face.shape}" if face.shape != (size, size, 3) else "NaN or inf pixels"
+            raise ValueError(f"the model's face has {problem}; it must be a finite ({size}, {size}, 3) image")
         if face.dtype != np.uint8:
             face = np.clip(np.rint(face * 255.0), 0, 255).astype(np.uint8)
         new = warp_back(face, crop_M, frame.shape)
@@ -848,7 +902,13 @@ class SwapPipeline:
 
     def run(self, frames: Iterable) -> list:
         """:meth:`process` every frame; returns the list of :class:`SwapResult`."""
-        return [self.process(f) for f in frames]
+        results = []
+        for i, frame in enumerate(frames):
+            try:
+                results.append(self.process(frame))
+            except ValueError as err:  # a bad frame or model output: say which frame it was
+                raise ValueError(f"frame {i}: {err}") from err
+        return results
 
 
 # -------- Chapter09/ch09_deepfake.ipynb -----------------------------------------------
@@ -915,8 +975,9 @@ def training_batches(canvases, batch_size: int, seed: int = 0, transform: bool =
     """Endless (warped, target) float32 batches in [0, 1] from aligned canvases: each item
     is a random canvas, :func:`random_transform` (if ``transform``), then :func:`random_warp`."""
     canvases = np.asarray(canvases)
-    if len(canvases) == 0:
-        raise ValueError("training_batches needs at least one face")
+    if len(canvases) == 0 or batch_size < 1:
+        raise ValueError(f"training_batches needs at least one face and batch_size >= 1, got "
+                         f"{len(canvases)} faces and batch_size={batch_size}")
     rng = np.random.default_rng(seed)
     while True:
         pairs = []
@@ -997,6 +1058,13 @@ def deepfake_upsample(filters: int, upsampler: str = "upsampling", activation: b
     return keras.Sequential(layers, name=name)
 
 
+def _width_divisor(d) -> int:
+    """`width_divisor` as an int, if it divides the narrowest layer's 64 filters."""
+    if int(d) < 1 or 64 % int(d):
+        raise ValueError(f"width_divisor must divide 64 (1, 2, 4, ..., 64), got {d}")
+    return int(d)
+
+
 def build_deepfake_encoder(input_shape=(64, 64, 3), latent_dim: int = 1024,
                            width_divisor: int = 1, upsampler: str = "upsampling",
                            name: str = "encoder") -> keras.Model:
@@ -1007,7 +1075,7 @@ def build_deepfake_encoder(input_shape=(64, 64, 3), latent_dim: int = 1024,
     to (8, 8, 512). Filters and ``latent_dim`` are divided by ``width_divisor``.
     With the defaults: 55,505,664 parameters (69,662,976 with ``upsampler='pixel_shuffle'``).
     """
-    d = int(width_divisor)
+    d = _width_divisor(width_divisor)
     inputs = keras.Input(shape=input_shape, name="input_layer")
     x = inputs
     for k, f in enumerate((128, 256, 512, 1024), start=1):
@@ -1029,7 +1097,7 @@ def build_deepfake_decoder(input_shape=(8, 8, 512), width_divisor: int = 1,
     (64, 64, 3) face in [0, 1]. With the defaults: 1,553,539 parameters (6,199,747 with
     ``upsampler='pixel_shuffle'``). ``input_shape`` channels are divided by ``width_divisor``.
     """
-    d = int(width_divisor)
+    d = _width_divisor(width_divisor)
     h, w, c = input_shape
     inputs = keras.Input(shape=(h, w, c // d), name="input_layer")
     x = inputs
@@ -1079,10 +1147,12 @@ class DeepFake(keras.Model):
         return self.encoder.trainable_variables + self.decoder_b.trainable_variables
 
     def compile(self, optimizer_a=None, optimizer_b=None, **kwargs):
-        """Two Adam optimizers by default (lr 5e-5, beta_1 0.5, as the book)."""
+        """Two Adam optimizers by default (lr 5e-5, beta_1 0.5, as the book), wrapped for dynamic
+        loss scaling under mixed precision (`config.loss_scaled`)."""
         super().compile(**kwargs)
-        self.optimizer_a = optimizer_a or keras.optimizers.Adam(5e-5, beta_1=0.5, beta_2=0.999)
-        self.optimizer_b = optimizer_b or keras.optimizers.Adam(5e-5, beta_1=0.5, beta_2=0.999)
+        adam = lambda: keras.optimizers.Adam(5e-5, beta_1=0.5, beta_2=0.999)
+        self.optimizer_a = config.loss_scaled(optimizer_a or adam())
+        self.optimizer_b = config.loss_scaled(optimizer_b or adam())
         self.optimizer_a.build(self.variables_a)
         self.optimizer_b.build(self.variables_b)
 
@@ -1108,11 +1178,14 @@ class DeepFake(keras.Model):
                                          (self.decoder_b, self.optimizer_b, self.variables_b))
         with tf.GradientTape() as tape:
             pred = decoder(self.encoder(warped, training=True), training=True)
-            loss = keras.ops.mean(keras.ops.abs(keras.ops.cast(target, pred.dtype) - pred))
-            # under a tf.distribute strategy the replicas' gradients are summed: scale the
-            # per-replica mean so that the update uses the mean over the global batch
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+            # the MAE in float32, also when the networks compute in float16 (mixed precision)
+            loss = keras.ops.mean(keras.ops.abs(keras.ops.cast(target, "float32")
+                                                - keras.ops.cast(pred, "float32")))
+        # back-propagated from the loss scale of mixed precision, and divided by the number of
+        # replicas, whose gradients a tf.distribute strategy sums: the mean over the global batch
+        grads = config.backprop(tape, loss, variables, optimizer,
+                                tf.distribute.get_strategy().num_replicas_in_sync)
+        optimizer.apply_gradients(zip(grads, variables))
         return loss
 
     def train_step(self, data):
@@ -1123,3 +1196,51 @@ class DeepFake(keras.Model):
         self.loss_a_tracker.update_state(self.update("a", warped_a, target_a))
         self.loss_b_tracker.update_state(self.update("b", warped_b, target_b))
         return {"loss_a": self.loss_a_tracker.result(), "loss_b": self.loss_b_tracker.result()}
+
+
+class DeepFakeCheckpoint(keras.callbacks.Callback):
+    """Resumable checkpoints of a :class:`DeepFake` trained with ``fit``: every ``every`` epochs
+    the networks and both optimizers (attributes of the model, so ``save_weights`` stores them)
+    go to ``folder/deepfake-<iterations>.weights.h5``, written under a temporary name and renamed
+    when complete; non-finite weights are not saved, and the newest ``keep`` files are kept.
+    :meth:`restore` loads the newest one and returns its iteration count."""
+
+    def __init__(self, folder, every: int = 1, keep: int = 2):
+        super().__init__()
+        if every < 1 or keep < 1:
+            raise ValueError(f"every and keep must be >= 1, got every={every}, keep={keep}")
+        self.folder, self.every, self.keep = Path(folder), int(every), int(keep)
+
+    def files(self) -> list:
+        """The complete checkpoints, oldest first."""
+        return sorted(self.folder.glob("deepfake-*.weights.h5"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+            warnings.warn(f"epoch {epoch + 1}: the weights are not finite, so no checkpoint was written")
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"deepfake-{(epoch + 1) * self.params['steps']:07d}.weights.h5"
+        partial = self.folder / f"partial-{path.name}"  # Keras needs the .weights.h5 ending
+        self.model.save_weights(partial)
+        os.replace(partial, path)
+        for old in self.files()[:-self.keep]:
+            old.unlink()
+
+    def restore(self, model) -> int:
+        """Load the newest checkpoint that reads back into the compiled ``model``; returns its
+        iteration count, 0 when there is none. A file that does not load is skipped with a
+        warning naming it; if none loads, a ValueError says so rather than start afresh."""
+        files = self.files()
+        for path in reversed(files):
+            try:
+                model.load_weights(path)
+                return int(path.name.split("-")[1].split(".")[0])
+            except (OSError, ValueError) as err:
+                warnings.warn(f"skipped checkpoint {path}, which does not load: {str(err)[:200]}")
+        if files:
+            raise ValueError(f"no checkpoint in {self.folder} loads into this model (other sizes, or "
+                             "another precision policy?): move or delete them to start afresh.")
+        return 0

@@ -378,3 +378,148 @@ def test_colour_matching_and_seamless_hide_a_tinted_face(clips):
     hard = error(feather_px=0, color_match=False)
     assert error(feather_px=3, color_match=True) < 0.5 * hard
     assert error(seamless=True, color_match=False) < 0.5 * hard
+
+
+# ----------------------------------------------------------------------------- faults and bad input
+
+
+class _DiskFullWriter:
+    """cv2.VideoWriter as it behaves on a full disk: every call succeeds, but the file on disk ends
+    up truncated (``drop=False``) or holds only the first two frames (``drop=True``)."""
+
+    real = cv2.VideoWriter
+
+    def __init__(self, path, *args, drop=False):
+        self.path, self.drop, self.n = path, drop, 0
+        self.writer = self.real(path, *args)
+
+    def isOpened(self):
+        return self.writer.isOpened()
+
+    def write(self, frame):
+        self.n += 1
+        if not self.drop or self.n <= 2:
+            self.writer.write(frame)
+
+    def release(self):
+        self.writer.release()
+        if not self.drop:
+            import os
+
+            with open(self.path, "r+b") as f:
+                f.truncate(os.path.getsize(self.path) // 2)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_write_video_reads_the_file_back_and_raises_when_the_disk_fills(clips, tmp_path, monkeypatch,
+                                                                         drop):
+    monkeypatch.setattr(cv2, "VideoWriter", lambda *a: _DiskFullWriter(*a, drop=drop))
+    with pytest.raises(OSError, match="read back"):
+        ch09.write_video(tmp_path / "full.mp4", clips["astronaut"][:6])
+    assert list(tmp_path.iterdir()) == []  # neither the broken file nor a temporary one is left
+
+
+def test_save_frames_reads_every_png_back(clips, tmp_path, monkeypatch):
+    frames = clips["astronaut"][:3]
+    monkeypatch.setattr(cv2, "imwrite", lambda path, img: open(path, "wb").close() or True)  # 0 bytes
+    with pytest.raises(OSError, match="frame_0001.png"):
+        ch09.save_frames(frames, tmp_path / "frames")
+
+
+@pytest.mark.parametrize("output, problem", [
+    (lambda x: np.zeros((len(x), 32, 32, 3), np.float32), r"shape \(32, 32, 3\)"),
+    (lambda x: np.full_like(x, np.nan), "NaN"),
+])
+def test_swap_pipeline_names_the_frame_where_the_model_output_is_bad(clips, output, problem):
+    frames = [np.zeros_like(clips["astronaut"][0]), clips["astronaut"][0]]  # no face, then a face
+    with pytest.raises(ValueError, match=f"frame 1: the model's face has {problem}"):
+        ch09.SwapPipeline(model=output).run(frames)
+
+
+def test_zero_and_unsupported_sizes_raise_one_clear_value_error(tmp_path):
+    frame = np.zeros((8, 8, 3), np.uint8)
+    cases = [
+        ("grid", lambda: ch09.random_warp(np.zeros((256, 256, 3), np.uint8), np.random.default_rng(0),
+                                          grid=1)),                     # ZeroDivisionError before
+        ("FaceGeometry", lambda: ch09.FaceGeometry(coverage=0)),       # ZeroDivisionError in crop_matrix
+        ("width_divisor", lambda: ch09.build_deepfake_encoder(width_divisor=0)),   # ZeroDivisionError
+        ("width_divisor", lambda: ch09.build_deepfake_decoder(width_divisor=128)),  # 0 filters
+        ("fps", lambda: ch09.animation_html([frame], fps=0)),          # ZeroDivisionError
+        ("frame", lambda: ch09.animation_html([])),                    # IndexError
+        ("sample_face", lambda: ch09.sample_face("ada_lovelace")),     # KeyError
+        ("n_frames", lambda: ch09.make_synthetic_clip(frame, n_frames=0)),
+        ("batch_size", lambda: next(ch09.training_batches(np.zeros((2, 256, 256, 3), np.uint8), 0))),
+        ("fps", lambda: ch09.write_video(tmp_path / "v.mp4", [frame], fps=0)),  # blamed the codec
+        ("2x2", lambda: ch09.write_video(tmp_path / "v.mp4", [frame[:1, :1]])),  # blamed the codec
+        ("mask", lambda: ch09.SwapPipeline(model=None, mask="circle")),  # KeyError when used
+    ]
+    for name, call in cases:
+        with pytest.raises(ValueError, match=name):
+            call()
+    path = ch09.write_video(tmp_path / "ok.mp4", [frame] * 3)
+    with pytest.raises(ValueError, match="max_frames"):               # returned one frame
+        ch09.read_frames(path, max_frames=0)
+
+
+def _tiny_deepfake(optimizer=None):
+    from common.ch09 import DeepFake
+
+    model = DeepFake.build_default(width_divisor=16)
+    model.compile(optimizer and optimizer(), optimizer and optimizer())
+    return model
+
+
+def _face_batch(n=4, seed=0):
+    x = np.random.default_rng(seed).random((n, 64, 64, 3)).astype(np.float32)
+    return (x, x[:, ::-1]), (x[:, :, ::-1], x)
+
+
+def test_a_mixed_precision_deepfake_step_moves_the_weights_like_a_float32_step(precision_check):
+    """DeepFake built plain optimizers: under mixed_float16 its gradients were not loss-scaled."""
+    import keras
+
+    def step():
+        model = _tiny_deepfake(lambda: keras.optimizers.SGD(0.5))
+        if keras.config.dtype_policy().name == "mixed_float16":
+            assert isinstance(model.optimizer_a, keras.optimizers.LossScaleOptimizer)
+            assert isinstance(model.optimizer_b, keras.optimizers.LossScaleOptimizer)
+        before = [np.array(w) for w in model.trainable_weights]
+        return model, model.train_on_batch(_face_batch(), return_dict=True), before
+
+    precision_check(step)
+
+
+def test_deepfake_checkpoints_resume_networks_optimizers_and_iteration_count(tmp_path):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensors(_face_batch()).repeat()
+    model = _tiny_deepfake()
+    ckpt = ch09.DeepFakeCheckpoint(tmp_path, every=1, keep=2)
+    model.fit(ds, epochs=3, steps_per_epoch=2, callbacks=[ckpt], verbose=0)
+    assert [p.name for p in ckpt.files()] == ["deepfake-0000004.weights.h5", "deepfake-0000006.weights.h5"]
+
+    resumed = _tiny_deepfake()
+    assert ckpt.restore(resumed) == 6                        # fit(initial_epoch=6 // steps) goes on
+    for a, b in zip(model.weights + model.optimizer_a.variables + model.optimizer_b.variables,
+                    resumed.weights + resumed.optimizer_a.variables + resumed.optimizer_b.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(resumed.optimizer_a.iterations) == 6          # Adam's moments and step count too
+
+    # a file cut short (a crash of the machine) is skipped with its name; a partial write is ignored
+    (tmp_path / "deepfake-0000008.weights.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 64)
+    (tmp_path / "partial-deepfake-0000010.weights.h5").write_bytes(b"")
+    with pytest.warns(UserWarning, match="deepfake-0000008"):
+        assert ckpt.restore(_tiny_deepfake()) == 6
+
+    # weights that are no longer finite never replace a good checkpoint
+    before = sorted(p.name for p in tmp_path.iterdir())
+    resumed.encoder.trainable_weights[0].assign(np.full(resumed.encoder.trainable_weights[0].shape, np.nan))
+    ckpt.set_model(resumed)
+    ckpt.params = {"steps": 2}
+    with pytest.warns(UserWarning, match="not finite"):
+        ckpt.on_epoch_end(5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+    # checkpoints that fit no model: one clear error rather than a silent fresh start
+    with pytest.raises(ValueError, match="loads into this model"):
+        ch09.DeepFakeCheckpoint(tmp_path).restore(ch09.DeepFake.build_default(width_divisor=32))

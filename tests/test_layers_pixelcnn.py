@@ -153,3 +153,19 @@ def test_whole_pixelcnn_is_causal():
         assert not dep[p:].any(), f"pixel {(r, c)} sees itself or a later pixel"
         if (r, c) != (0, 0):
             assert dep[:p].any(), f"pixel {(r, c)} sees nothing before it"
+
+
+def test_a_mixed_precision_step_moves_the_pixelcnn_like_a_float32_step(precision_check):
+    """PixelCNN trains with the standard compile/fit, whose optimizer Keras wraps for loss scaling."""
+    import keras
+
+    x = (np.random.default_rng(0).random((8, 12, 12, 1)) > 0.5).astype("float32")
+
+    def step():
+        model = build_pixelcnn((12, 12, 1), hidden=8, out_features=8, res_blocks=1)
+        model.compile(keras.optimizers.SGD(0.5), loss="binary_crossentropy")
+        before = [np.array(w) for w in model.trainable_weights]
+        loss = model.train_on_batch(x, x)
+        return model, {"loss": loss}, before
+
+    precision_check(step)
