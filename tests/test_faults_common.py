@@ -184,8 +184,8 @@ def test_zero_and_unsupported_sizes_name_the_argument():
     z = np.zeros((2, 8), "float32")
     frames = [np.zeros((4, 4), "float32")]
     cases = {
-        "every": lambda: callbacks.GANCheckpoint("unused", every=0),
-        "keep": lambda: callbacks.GANCheckpoint("unused", keep=0),
+        "every": lambda: callbacks.TrainingCheckpoint("unused", every=0),
+        "keep": lambda: callbacks.TrainingCheckpoint("unused", keep=0),
         "every ": lambda: callbacks.SampleGrid(z, every=0),
         "images": lambda: viz.grid_array([]),
         "images ": lambda: viz.image_grid(np.zeros((0, 4, 4))),
@@ -224,14 +224,14 @@ def test_a_nan_pixel_stops_training_and_keeps_the_finite_checkpoints(tmp_path):
     gan = _tiny_gan()
     with pytest.raises(FloatingPointError, match="d_loss.*nan"):
         gan.fit(ds, steps_per_epoch=2, epochs=5, verbose=0,
-                callbacks=[callbacks.GANCheckpoint(tmp_path, every=1, keep=2)])
+                callbacks=[callbacks.TrainingCheckpoint(tmp_path, every=1, keep=2)])
     assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == ["ckpt-00001.npz", "ckpt-00002.npz"]
     fresh = _tiny_gan()
     assert callbacks.restore_checkpoint(fresh, tmp_path) == 2
     assert all(np.isfinite(w.numpy()).all() for w in fresh.generator.weights + fresh.discriminator.weights)
     # a model whose weights went NaN is never written over a good checkpoint
     fresh.generator.weights[0].assign(np.full(fresh.generator.weights[0].shape, np.nan, "float32"))
-    with pytest.raises(FloatingPointError, match="generator/0000"):
+    with pytest.raises(FloatingPointError, match="weights/0000"):
         callbacks.save_checkpoint(fresh, tmp_path, 3)
     assert not list(tmp_path.glob("ckpt-00003*"))
     with pytest.raises(FloatingPointError, match="d_loss"):  # the stand-alone callback, for any model
@@ -254,14 +254,13 @@ class _Var:
 
 
 def _fake_gan(size: int = 1):
-    nets = {k: [_Var(np.zeros(size)), _Var(np.zeros(size))] for k in ("g", "d", "go", "do")}
-    return SimpleNamespace(generator=SimpleNamespace(weights=nets["g"]), discriminator=SimpleNamespace(weights=nets["d"]),
-                           g_optimizer=SimpleNamespace(variables=nets["go"]),
-                           d_optimizer=SimpleNamespace(variables=nets["do"]))
+    """A stand-in training model: eight variables, no optimizer (checkpoints read only `weights`
+    and the optimizers among its attributes)."""
+    return SimpleNamespace(weights=[_Var(np.zeros(size)) for _ in range(8)])
 
 
 def _fill(gan, value) -> None:
-    for v in gan.generator.weights + gan.discriminator.weights + gan.g_optimizer.variables + gan.d_optimizer.variables:
+    for v in gan.weights:
         v.value = np.full_like(v.value, value)
 
 
@@ -277,7 +276,7 @@ def test_resume_skips_a_checkpoint_cut_short_and_names_it(tmp_path):
     fresh = _fake_gan()
     with pytest.warns(RuntimeWarning, match="skipping the unreadable checkpoint"):
         assert callbacks.restore_checkpoint(fresh, tmp_path) == 1
-    assert float(fresh.generator.weights[0].value[0]) == 1.0
+    assert float(fresh.weights[0].value[0]) == 1.0
 
 
 def test_save_best_never_overwrites_the_best_weights_in_place(monkeypatch, tmp_path):
@@ -331,7 +330,7 @@ def test_kill_9_during_saves_always_resumes(tmp_path):
     rng = random.Random(0)
     epoch, cut_short = 0, 0
     for _ in range(20):
-        ckpt = callbacks.GANCheckpoint(tmp_path, every=1, keep=2)
+        ckpt = callbacks.TrainingCheckpoint(tmp_path, every=1, keep=2)
         best = callbacks.save_best(tmp_path / "best.weights.h5")[0]
         pid = os.fork()
         if pid == 0:  # the child never returns to pytest
@@ -347,7 +346,7 @@ def test_kill_9_during_saves_always_resumes(tmp_path):
         gan = _fake_gan(size=1 << 18)
         resumed = callbacks.restore_checkpoint(gan, tmp_path)  # never an unreadable file
         assert resumed >= epoch
-        assert all(np.all(v.value == resumed) for v in gan.generator.weights + gan.d_optimizer.variables)
+        assert all(np.all(v.value == resumed) for v in gan.weights)
         best = tmp_path / "best.weights.h5"
         if best.exists():
             raw = best.read_bytes()

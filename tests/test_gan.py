@@ -319,7 +319,7 @@ def test_checkpoint_resume_restores_weights_and_optimizer_state(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, (32, 28, 28, 1)).astype("float32")
     gan = _tiny_dcgan(0)
     gan.fit(x, batch_size=16, epochs=2, verbose=0,
-            callbacks=[callbacks.GANCheckpoint(tmp_path, every=1, keep=1)])
+            callbacks=[callbacks.TrainingCheckpoint(tmp_path, every=1, keep=1)])
     assert len(list(tmp_path.glob("ckpt-*.npz"))) == 1
     path, epoch = callbacks.latest_checkpoint(tmp_path)
     assert epoch == 2 and path.endswith("ckpt-00002.npz")
