@@ -78,12 +78,14 @@ def build_dcgan_generator(z_dim: int = 100, width: int = 512, channels: int = 1,
     x = keras.layers.ReLU()(x)
     x = keras.layers.Reshape((7, 7, width))(x)
 
-    x = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)        # 7x7 -> 14x14
+    # the up-sampling computes in float32 even under mixed precision: TensorFlow's XLA compiler rejects
+    # the float16 gradient of bilinear resizing (seen with TF 2.21); the next convolution casts back
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", dtype="float32")(x)  # 7x7 -> 14x14
     x = keras.layers.Conv2D(width // 2, 3, padding="same")(x)
     x = keras.layers.BatchNormalization(momentum=momentum)(x)
     x = keras.layers.ReLU()(x)
 
-    x = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)        # 14x14 -> 28x28
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", dtype="float32")(x)  # 14x14 -> 28x28
     x = keras.layers.Conv2D(width // 4, 3, padding="same")(x)
     x = keras.layers.ReLU()(x)
     image = keras.layers.Conv2D(channels, 3, padding="same", activation="tanh")(x)
@@ -174,11 +176,12 @@ class GAN(AdversarialModel):
         self.noise, self.from_logits = noise, bool(from_logits)
 
     def compile(self, d_optimizer=None, g_optimizer=None, d_loss_fn=None, g_loss_fn=None,
-                jit_compile=False, **kwargs):
+                jit_compile="auto", **kwargs):
         """Set both optimizers (RMSprop 3e-4 when omitted) and, optionally, the losses
         `d_loss_fn(real_out, fake_out)` and `g_loss_fn(fake_out)`. The optimizers are built here, so
-        a checkpoint can be restored straight after `compile`."""
-        super().compile(jit_compile=jit_compile, **kwargs)
+        a checkpoint can be restored straight after `compile`. `jit_compile="auto"` is Keras' rule:
+        XLA on a GPU, not on a CPU nor with several GPUs."""
+        super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         # under mixed precision, wrapped for dynamic loss scaling (see common.config)
         self.d_optimizer = config.loss_scaled(d_optimizer or keras.optimizers.RMSprop(3e-4))
         self.g_optimizer = config.loss_scaled(g_optimizer or keras.optimizers.RMSprop(3e-4))
@@ -336,12 +339,13 @@ def build_wgan_generator(image_size: int = 32, channels: int = 1, z_dim: int = 1
     filters = width
     for _ in range(stages - 1):
         filters //= 2
-        x = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
+        # float32 even under mixed precision: XLA rejects the float16 gradient of bilinear resizing
+        x = keras.layers.UpSampling2D(2, interpolation="bilinear", dtype="float32")(x)
         x = keras.layers.Conv2D(filters, 5, padding="same")(x)
         if norm == "batch":
             x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)
-    x = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", dtype="float32")(x)
     image = keras.layers.Conv2D(channels, 5, padding="same", activation="tanh")(x)
     return keras.Model(z, image, name=name)
 

@@ -80,11 +80,12 @@ def conditional_dcgan_generator(z_dim: int = 100, num_classes: int = 10, width: 
     x = layers.Dense(side * side * 4 * width, name="project")(x)
     x = layers.Reshape((side, side, 4 * width), name="to_grid")(x)
     for i, filters in enumerate([2 * width, width], start=1):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{i}")(x)
+        # float32 even under mixed precision: XLA rejects the float16 gradient of bilinear resizing
+        x = layers.UpSampling2D(2, interpolation="bilinear", dtype="float32", name=f"up{i}")(x)
         x = layers.Conv2D(filters, 5, padding="same", name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"act{i}")(x)
-    x = layers.UpSampling2D(2, interpolation="bilinear", name="up3")(x)
+    x = layers.UpSampling2D(2, interpolation="bilinear", dtype="float32", name="up3")(x)
     image = layers.Conv2D(image_shape[-1], 5, padding="same", activation="tanh",
                           name="to_image")(x)
     return keras.Model([z, label], image, name=name)
@@ -132,9 +133,10 @@ class MultiNetworkGAN(AdversarialModel):
 
     networks: tuple = ()
 
-    def compile(self, optimizers=None, jit_compile=False, **kwargs):
+    def compile(self, optimizers=None, jit_compile="auto", **kwargs):
         """`optimizers`: dict network name -> optimizer (`default_optimizer()` for the others).
-        Each optimizer is built on its own network's variables here."""
+        Each optimizer is built on its own network's variables here. `jit_compile="auto"` is Keras'
+        rule: XLA on a GPU, not on a CPU nor with several GPUs."""
         super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
         given = dict(optimizers or {})
         unknown = set(given) - set(self.networks)
