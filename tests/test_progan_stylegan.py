@@ -412,11 +412,12 @@ def test_a_mixed_precision_progressive_step_moves_the_weights_like_a_float32_ste
             assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
             assert isinstance(gan.d_optimizer, keras.optimizers.LossScaleOptimizer)
             assert d.blocks[-1].layers[-2].compute_dtype == "float16"
+        train = tf.function(gan.train_step, jit_compile=True) if precision_check.xla else gan.train_step
         for _ in range(3):
-            gan.train_step(real)
+            train(real)
         before = [np.array(w) for net in (g, d) for w in net.trainable_weights]
-        runs[keras.config.dtype_policy().name] = (gan, before)
-        return gan, gan.train_step(real), before
+        runs[keras.config.dtype_policy().name + ("+xla" if precision_check.xla else "")] = (gan, before)
+        return gan, train(real), before
 
     precision_check(step, lambda gan: [gan.generator, gan.discriminator])
     for k, name in enumerate(("generator", "discriminator")):  # each network on its own, too
@@ -426,7 +427,8 @@ def test_a_mixed_precision_progressive_step_moves_the_weights_like_a_float32_ste
             old = before[:n_g] if k == 0 else before[n_g:]
             now = getattr(gan, name).trainable_weights
             moved[policy] = np.sqrt(sum(np.sum((np.array(a) - b) ** 2) for a, b in zip(now, old)))
-        assert 0.5 <= moved["mixed_float16"] / moved["float32"] <= 2.0, (name, moved)
+        for variant in ("mixed_float16", "mixed_float16+xla"):
+            assert 0.5 <= moved[variant] / moved["float32"] <= 2.0, (name, moved)
 
 
 def test_the_stylegan_generator_computes_in_float32_under_mixed_precision():

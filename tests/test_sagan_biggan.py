@@ -359,8 +359,11 @@ def test_mixed_precision_steps_move_both_networks_like_float32(biggan, precision
         gan = ConditionalHingeGAN(g, d)
         gan.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
         before = [np.array(w) for net in (g, d) for w in net.trainable_weights]
-        logs = _until_applied(lambda: gan.discriminator_step(images, labels, z), gan.d_optimizer)
-        logs.update(_until_applied(lambda: gan.generator_step(labels, z), gan.g_optimizer))
+        d_step, g_step = gan.discriminator_step, gan.generator_step
+        if precision_check.xla:
+            d_step, g_step = (tf.function(f, jit_compile=True) for f in (d_step, g_step))
+        logs = _until_applied(lambda: d_step(images, labels, z), gan.d_optimizer)
+        logs.update(_until_applied(lambda: g_step(labels, z), gan.g_optimizer))
         return gan, logs, before
 
     precision_check(step, lambda gan: [gan.generator, gan.discriminator])

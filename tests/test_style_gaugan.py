@@ -425,7 +425,7 @@ def test_adain_mixed_precision_step_moves_the_decoder_like_float32(precision_che
     def step():
         encoder = ch05.vgg_feature_extractor(ch05.ADAIN_LAYERS, weights=None)
         model = ch05.AdaINStyleTransfer(encoder=encoder, width_divisor=16)
-        model.compile(keras.optimizers.SGD(0.01), jit_compile=False)
+        model.compile(keras.optimizers.SGD(0.01))
         before = _snapshot(model.decoder.trainable_weights)
         logs = _until_applied(lambda: model.train_on_batch(content, style_img, return_dict=True),
                               model.optimizer)
@@ -499,8 +499,11 @@ def test_gaugan_mixed_precision_steps_move_the_networks_like_float32(precision_c
         model = ch06.GauGAN(gen, disc, enc, vgg=vgg)
         model.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
         before = _snapshot(model.generator_variables + model.discriminator.trainable_variables)
-        logs = _until_applied(lambda: model.discriminator_step(seg, img), model.d_optimizer)
-        logs.update(_until_applied(lambda: model.generator_step(seg, img), model.g_optimizer))
+        d_step, g_step = model.discriminator_step, model.generator_step
+        if precision_check.xla:
+            d_step, g_step = (tf.function(f, jit_compile=True) for f in (d_step, g_step))
+        logs = _until_applied(lambda: d_step(seg, img), model.d_optimizer)
+        logs.update(_until_applied(lambda: g_step(seg, img), model.g_optimizer))
         return model, logs, before
 
     precision_check(step, lambda model: [model.generator, model.encoder, model.discriminator])
