@@ -275,3 +275,14 @@ def test_a_run_stopped_early_is_saved_as_finished_with_its_best_weights(tmp_path
     assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), again.get_weights()))
     fresh_run = callbacks.TrainingCheckpoint(tmp_path / "other")
     assert fresh_run.restore(model()) == 0 and not fresh_run.finished
+
+
+def test_the_sample_recorder_draws_every_due_step_and_the_last_one():
+    from common import callbacks
+
+    x = np.random.default_rng(0).uniform(-1, 1, (40, 28, 28, 1)).astype("float32")
+    z = np.random.default_rng(1).standard_normal((2, 8)).astype("float32")
+    gan, samples = _tiny_gan(), callbacks.SampleGrid(z, every=2)
+    gan.fit(x, batch_size=8, epochs=2, verbose=0, callbacks=[samples])  # 5 steps per epoch
+    assert samples.steps == [0, 2, 4, 6, 8, 10] and len(samples.frames) == 6
+    np.testing.assert_allclose(samples.frames[-1], gan.generator(z, training=False).numpy(), atol=1e-6)
