@@ -336,19 +336,6 @@ def test_biggan_sampler_and_class_interpolation_widgets():
 
 
 # ---------------------------------------------------------------- mixed precision and bad input
-def _until_applied(step, optimizer, limit=16):
-    """Run `step()` until `optimizer` has applied one update; returns the last logs. Under mixed
-    precision dynamic loss scaling skips a step whose scaled gradients overflow float16 and halves
-    the scale (2**15 at first), as the first steps of a real run do; in float32 the first step counts.
-    Every try draws the same noise, so that the update applied is the one float32 applies."""
-    for _ in range(limit):
-        keras.utils.set_random_seed(1)
-        logs = step()
-        if int(optimizer.iterations):
-            return logs
-    raise AssertionError(f"no update applied in {limit} steps")
-
-
 @pytest.mark.parametrize("biggan", [False, True], ids=["sagan", "biggan"])
 def test_mixed_precision_steps_move_both_networks_like_float32(biggan, precision_check):
     images, labels = _batch()
@@ -362,8 +349,8 @@ def test_mixed_precision_steps_move_both_networks_like_float32(biggan, precision
         d_step, g_step = gan.discriminator_step, gan.generator_step
         if precision_check.xla:
             d_step, g_step = (tf.function(f, jit_compile=True) for f in (d_step, g_step))
-        logs = _until_applied(lambda: d_step(images, labels, z), gan.d_optimizer)
-        logs.update(_until_applied(lambda: g_step(labels, z), gan.g_optimizer))
+        logs = precision_check.until_applied(lambda: d_step(images, labels, z), gan.d_optimizer)
+        logs.update(precision_check.until_applied(lambda: g_step(labels, z), gan.g_optimizer))
         return gan, logs, before
 
     precision_check(step, lambda gan: [gan.generator, gan.discriminator])

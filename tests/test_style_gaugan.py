@@ -403,19 +403,6 @@ def test_stroke_editor_pulls_the_image_towards_the_stroke():
 
 # ------------------------------------------------------------------ mixed precision and bad input
 
-def _until_applied(step, optimizer, limit=16):
-    """Run `step()` until `optimizer` has applied one update; returns the last logs. Under mixed
-    precision dynamic loss scaling skips a step whose scaled gradients overflow float16 and halves
-    the scale (2**15 at first), as the first steps of a real run do; in float32 the first step counts.
-    Every try draws the same noise, so that the update applied is the one float32 applies."""
-    for _ in range(limit):
-        keras.utils.set_random_seed(1)
-        logs = step()
-        if int(optimizer.iterations):
-            return logs
-    raise AssertionError(f"no update applied in {limit} steps")
-
-
 def test_adain_mixed_precision_step_moves_the_decoder_like_float32(precision_check):
     """Keras' compile wraps the optimizer for loss scaling, which divides every gradient by the scale:
     the train step must back-propagate from that scale, or the decoder moves ~50,000x less."""
@@ -427,8 +414,8 @@ def test_adain_mixed_precision_step_moves_the_decoder_like_float32(precision_che
         model = ch05.AdaINStyleTransfer(encoder=encoder, width_divisor=16)
         model.compile(keras.optimizers.SGD(0.01))
         before = _snapshot(model.decoder.trainable_weights)
-        logs = _until_applied(lambda: model.train_on_batch(content, style_img, return_dict=True),
-                              model.optimizer)
+        logs = precision_check.until_applied(
+            lambda: model.train_on_batch(content, style_img, return_dict=True), model.optimizer)
         return model, logs, before
 
     precision_check(step, lambda model: [model.decoder])
@@ -502,8 +489,8 @@ def test_gaugan_mixed_precision_steps_move_the_networks_like_float32(precision_c
         d_step, g_step = model.discriminator_step, model.generator_step
         if precision_check.xla:
             d_step, g_step = (tf.function(f, jit_compile=True) for f in (d_step, g_step))
-        logs = _until_applied(lambda: d_step(seg, img), model.d_optimizer)
-        logs.update(_until_applied(lambda: g_step(seg, img), model.g_optimizer))
+        logs = precision_check.until_applied(lambda: d_step(seg, img), model.d_optimizer)
+        logs.update(precision_check.until_applied(lambda: g_step(seg, img), model.g_optimizer))
         return model, logs, before
 
     precision_check(step, lambda model: [model.generator, model.encoder, model.discriminator])
