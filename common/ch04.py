@@ -474,10 +474,11 @@ class CycleGAN(MultiNetworkGAN):
         return (l1_loss(a, self.g_ba(fake_b, training=training))
                 + l1_loss(b, self.g_ab(fake_a, training=training)))
 
-    def discriminator_step(self, data):
+    def discriminator_step(self, data, fakes=None):
+        """Update D_A and D_B. `fakes` = `(G_AB(a), G_BA(b))` as the generator step drew them;
+        drawn here when not given (the step on its own)."""
         a, b = data[0], data[1]
-        fake_b = self.g_ab(a, training=True)
-        fake_a = self.g_ba(b, training=True)
+        fake_b, fake_a = fakes or (self.g_ab(a, training=True), self.g_ba(b, training=True))
         with tf.GradientTape(persistent=True) as tape:
             d_b_loss = lsgan_d_loss(self.d_b(b, training=True), self.d_b(fake_b, training=True))
             d_a_loss = lsgan_d_loss(self.d_a(a, training=True), self.d_a(fake_a, training=True))
@@ -487,6 +488,10 @@ class CycleGAN(MultiNetworkGAN):
         return {"d_a_loss": d_a_loss, "d_b_loss": d_b_loss}
 
     def generator_step(self, data):
+        """Update both generators together; returns the logs."""
+        return self._generator_update(data)[0]
+
+    def _generator_update(self, data):
         a, b = data[0], data[1]
         with tf.GradientTape(persistent=True) as tape:
             fake_b = self.g_ab(a, training=True)
@@ -501,7 +506,16 @@ class CycleGAN(MultiNetworkGAN):
         self._apply(tape, g_loss, "g_ab")
         self._apply(tape, g_loss, "g_ba")
         del tape
-        return {"g_adv": g_adv, "cycle": cycle, "identity": identity, "g_loss": g_loss}
+        logs = {"g_adv": g_adv, "cycle": cycle, "identity": identity, "g_loss": g_loss}
+        return logs, (fake_b, fake_a)
+
+    def train_step(self, data):
+        # the generators first, then the discriminators on the fakes the generators just drew
+        # (before their update, as in the authors' code): each fake is computed once per step
+        data = tuple(tf.convert_to_tensor(d) for d in data if d is not None)
+        logs, fakes = self._generator_update(data)
+        self.record(logs)
+        return self.record(self.discriminator_step(data, fakes))
 
 
 # -------- Chapter04/ch04_bicyclegan.ipynb ---------------------------------------------

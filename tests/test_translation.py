@@ -392,3 +392,27 @@ def test_bad_sizes_and_names_raise_one_clear_value_error():
     bicycle.compile()
     with pytest.raises(ValueError, match="at least 2 pairs"):                  # gave NaN losses
         bicycle.generator_step(_pair(1))
+
+
+class _Counting(keras.Model):
+    """A network that counts its calls."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, 0
+
+    def call(self, x, training=False):
+        self.calls += 1
+        return self.net(x, training=training)
+
+
+def test_a_cyclegan_step_draws_each_fake_once():
+    """One train step calls each generator three times (its fake, the other's cycle, its identity
+    term): the discriminator step reuses the generator step's fakes (it drew them again, 4 calls)."""
+    nets = [_Counting(n) for n in (_unet(), _unet(), _patch(), _patch())]
+    gan = ch04.CycleGAN(*nets)
+    gan.compile()
+    before = [_snapshot(n) for n in nets]
+    logs = gan.train_step(_pair())
+    assert [n.calls for n in nets] == [3, 3, 2 + 1, 2 + 1]  # D: real, fake; G: adversarial term
+    assert all(_moved(n, b) for n, b in zip(nets, before)) and np.isfinite(float(logs["d_a_loss"]))
