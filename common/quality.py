@@ -51,7 +51,7 @@ def digits(size: int = 28, seed: int = 0):
 def judge(seed: int = 0):
     """A small CNN digits classifier (two 3x3 conv + pool stages, a 128-unit ``features``
     layer), trained here on the training digits with random shifts. Returns
-    ``(classifier, feature_model, test_accuracy)``."""
+    ``(classifier, judge, test_accuracy)``; ``judge`` returns features and logits in one pass."""
     import keras
 
     x_train, y_train, x_test, y_test = digits(28, seed)
@@ -67,7 +67,7 @@ def judge(seed: int = 0):
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=64, epochs=25, verbose=0)
     accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    return model, keras.Model(inputs, features), accuracy
+    return model, keras.Model(inputs, [features, model.output]), accuracy
 
 
 def _judge_input(images) -> np.ndarray:
@@ -80,10 +80,8 @@ def _judge_input(images) -> np.ndarray:
 
 def judge_samples(images, seed: int = 0):
     """The judge's ``(features, predicted classes)`` for images in [-1, 1] of any square size."""
-    model, features, _ = judge(seed)
-    x = _judge_input(images)
-    return (features.predict(x, verbose=0, batch_size=256),
-            model.predict(x, verbose=0, batch_size=256).argmax(-1))
+    features, logits = judge(seed)[1].predict(_judge_input(images), verbose=0, batch_size=256)
+    return features, logits.argmax(-1)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -104,11 +102,18 @@ def class_entropy(classes, num_classes: int = 10) -> float:
     return max(0.0, float(-(p * np.log2(p)).sum()))  # never -0.0
 
 
-def _digit_figures(images, seed) -> dict:
-    _, _, x_test, _ = digits(28, seed)
-    real, _ = judge_samples(x_test, seed)
+@functools.lru_cache(maxsize=None)
+def _test_features(seed: int):
+    return judge_samples(digits(28, seed)[2], seed)[0]
+
+
+def _digit_figures(images, seed, wanted=None) -> dict:
+    """FD to the held-out digits and class entropy; with ``wanted`` classes, also agreement."""
     feats, classes = judge_samples(images, seed)
-    return {"fd": frechet_distance(feats, real), "entropy": class_entropy(classes)}
+    figures = {"fd": frechet_distance(feats, _test_features(seed)), "entropy": class_entropy(classes)}
+    if wanted is not None:
+        figures["agreement"] = float((classes == wanted).mean())
+    return figures
 
 
 def _generative_baselines(untrained, seed) -> dict:
@@ -174,17 +179,12 @@ def _cgan(steps: int, seed: int, verbose: int) -> dict:
                    "discriminator": keras.optimizers.Adam(**adam)})
     z = np.random.default_rng(seed + 1).standard_normal((N_EVAL, 100)).astype("float32")
     wanted = np.arange(N_EVAL) % 10
-
-    def sample():
-        images = g.predict([z, wanted[:, None]], verbose=0)
-        figures = _digit_figures(images, seed)
-        figures["agreement"] = float((judge_samples(images, seed)[1] == wanted).mean())
-        return images, figures
-
-    base = _generative_baselines(sample()[0], seed)
-    base["untrained"]["agreement"] = sample()[1]["agreement"]
+    images = g.predict([z, wanted[:, None]], verbose=0)
+    base = _generative_baselines(images, seed)
+    base["untrained"]["agreement"] = _digit_figures(images, seed, wanted)["agreement"]
     _fit(model, (x_train, y_train), 64, steps, seed, verbose)
-    images, figures = sample()
+    images = g.predict([z, wanted[:, None]], verbose=0)
+    figures = _digit_figures(images, seed, wanted)
     # the picture: one column per class, as the notebook's class grid
     grid = images[:80].reshape(8, 10, *images.shape[1:]).reshape(80, *images.shape[1:])
     return dict(figures=figures, baselines=base, samples=grid, columns=10)
