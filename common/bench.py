@@ -1,8 +1,8 @@
 """Throughput benchmark of compiled train steps: ``python -m common.bench [name ...]``.
 
-For every registered entry the same model is compiled three ways (eagerly, as a
-``tf.function`` graph, and with XLA ``jit_compile``) and ``train_on_batch`` is timed on one
-fixed batch after a warm-up. Printed as images/second and as a ratio to eager, measured
+For every registered entry the same model is compiled five ways (eagerly, as a ``tf.function``
+graph, with XLA ``jit_compile``, and the last two again under mixed precision) and
+``train_on_batch`` is timed on one fixed batch after a warm-up. Printed as images/second and as a ratio to eager, measured
 side by side in one process. This is a benchmark for people, not a test: timings on a
 shared machine are noisy.
 """
@@ -85,25 +85,39 @@ def _wgan_gp(batch_size: int):
     kwargs = dict(d_optimizer=keras.optimizers.Adam(**adam), g_optimizer=keras.optimizers.Adam(**adam))
     return model, kwargs, (x, z)
 
+#: How a train step is compiled (``run_eagerly``, ``jit_compile``) and the Keras dtype policy it is
+#: built under: ``mixed_float16`` computes in float16 with float32 weights and a loss-scaled optimizer
+#: (what ``HOIG_MIXED_PRECISION=1`` turns on for the notebooks). Mixed precision pays on GPUs with
+#: tensor cores; on a CPU float16 is emulated and slower.
 MODES = {
-    "eager": dict(run_eagerly=True, jit_compile=False),
-    "tf.function": dict(run_eagerly=False, jit_compile=False),
-    "XLA": dict(run_eagerly=False, jit_compile=True),
+    "eager": dict(run_eagerly=True, jit_compile=False, policy="float32"),
+    "tf.function": dict(run_eagerly=False, jit_compile=False, policy="float32"),
+    "XLA": dict(run_eagerly=False, jit_compile=True, policy="float32"),
+    "mixed": dict(run_eagerly=False, jit_compile=False, policy="mixed_float16"),
+    "mixed+XLA": dict(run_eagerly=False, jit_compile=True, policy="mixed_float16"),
 }
 
 
 def time_train_step(entry: BenchEntry, mode: str, steps: int, warmup: int = 2,
                     batch_size: int | None = None) -> float:
     """Images per second of ``entry``'s train step compiled in ``mode``."""
+    import keras
+
     batch_size = batch_size or entry.batch_size
-    model, kwargs, (x, y) = entry.make(batch_size)
-    model.compile(**kwargs, **MODES[mode])
-    for _ in range(warmup):
-        model.train_on_batch(x, y)
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(x, y)
-    elapsed = time.perf_counter() - start
+    options = dict(MODES[mode])
+    before = keras.config.dtype_policy().name
+    keras.mixed_precision.set_global_policy(options.pop("policy"))
+    try:
+        model, kwargs, (x, y) = entry.make(batch_size)
+        model.compile(**kwargs, **options)
+        for _ in range(warmup):
+            model.train_on_batch(x, y)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+        elapsed = time.perf_counter() - start
+    finally:
+        keras.mixed_precision.set_global_policy(before)
     return steps * batch_size / elapsed
 
 

@@ -137,10 +137,10 @@ def optimize_pixels(loss_fn, start, steps: int, learning_rate: float = 0.01, rec
         return logs
 
     history = {"frames": []}
-    for i in range(1, int(steps) + 1):
+    for i in config.steps(int(steps), "pixel steps"):   # a range with a progress bar
         for key, value in step().items():
             history.setdefault(key, []).append(float(value))
-        if record_every and i % record_every == 0:
+        if record_every and (i + 1) % record_every == 0:
             history["frames"].append(image.numpy()[0])
     return image.numpy()[0], history
 

@@ -97,7 +97,7 @@ def project_to_latent(generator, target, *, mask=None, z_init=None, anchor=None,
         optimizer.apply_gradients(zip(config.backprop(tape, total, [z], optimizer), [z]))
         return losses
 
-    history = [float(tf.reduce_min(step())) for _ in range(int(steps))]
+    history = [float(tf.reduce_min(step())) for _ in config.steps(int(steps), "projection steps")]
     best = int(np.argmin(per_code_loss().numpy()))
     z_best = z.numpy()[best]
     return z_best, np.asarray(generator(z_best[None], training=False), np.float32)[0], history

@@ -41,14 +41,24 @@ def positive(**sizes) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+#: Set by ``python -m common.dryrun``: the full run's sizes on offline mock data, a few steps per loop.
+DRY_VAR = "HOIG_DRYRUN"
+
+
+def is_dry() -> bool:
+    """True in a full-size dry run (``HOIG_DRYRUN``, set by ``python -m common.dryrun``)."""
+    return flag(DRY_VAR)
+
+
 def is_smoke() -> bool:
-    """True when ``HOIG_SMOKE`` asks for smoke mode (tiny data, offline, few steps)."""
-    return flag(ENV_VAR)
+    """True when ``HOIG_SMOKE`` asks for smoke mode (tiny data, offline, few steps). A dry run is
+    smoke mode for the data (offline mocks) with the full run's hyperparameters."""
+    return flag(ENV_VAR) or is_dry()
 
 
 def mode() -> str:
-    """``'smoke'`` or ``'full'``."""
-    return "smoke" if is_smoke() else "full"
+    """``'dry'``, ``'smoke'`` or ``'full'``."""
+    return "dry" if is_dry() else "smoke" if is_smoke() else "full"
 
 
 class HParams(SimpleNamespace):
@@ -65,16 +75,41 @@ def hparams(full: Mapping[str, Any], smoke: Mapping[str, Any] | None = None) -> 
     """Return the hyperparameters of the current run mode.
 
     ``full`` holds every value of the real run; ``smoke`` overrides some of them with
-    small ones for CI. A smoke key that is not in ``full`` is a typo and raises.
+    small ones for CI. A smoke key that is not in ``full`` is a typo and raises. A dry run keeps
+    every full number (widths, batch sizes, step counts: ``common.dryrun`` cuts the loops short)
+    and takes the smoke value only where either value is text or None (folders, weights, data source),
+    so that it never touches the full run's files or the network.
     """
     smoke = dict(smoke or {})
     unknown = sorted(set(smoke) - set(full))
     if unknown:
         raise KeyError(f"smoke overrides unknown hyperparameters: {unknown}")
     values = dict(full)
-    if is_smoke():
+    if is_dry():
+        values.update({k: v for k, v in smoke.items()
+                       if isinstance(v, (str, type(None))) or isinstance(full[k], (str, type(None)))})
+    elif is_smoke():
         values.update(smoke)
     return HParams(**values)
+
+
+def steps(n: int, label: str = "steps"):
+    """``range(n)`` for a hand-written training or optimisation loop, with a progress bar (updated
+    at most every 2 s). In a dry run it stops after 3 steps and reports their times."""
+    import time
+
+    import keras
+
+    bar = keras.utils.Progbar(int(n), interval=2.0, unit_name=label)
+    stop = min(int(n), 3) if is_dry() else int(n)
+    times = [time.perf_counter()]
+    for i in range(stop):
+        yield i
+        bar.update(i + 1)
+        times.append(time.perf_counter())
+    if is_dry():
+        from common import dryrun
+        dryrun.record(label, planned=int(n), step_seconds=list(np.diff(times)))
 
 
 def describe(hp: HParams) -> str:

@@ -11,6 +11,11 @@ def test_demo_beats_the_uniform_baseline_and_writes_png(tmp_path):
 
 
 def test_benchmark_measures_every_mode():
-    rows = bench.run(["pixelcnn"], steps=1, batch_size=2)
-    assert [r["mode"] for r in rows] == ["eager", "tf.function", "XLA"]
+    """Graph vs XLA and float32 vs mixed precision, side by side; the global dtype policy that the
+    mixed modes set is restored afterwards."""
+    import keras
+
+    rows = bench.run(["pixelcnn", "dcgan"], steps=1, batch_size=2)
+    assert [r["mode"] for r in rows] == ["eager", "tf.function", "XLA", "mixed", "mixed+XLA"] * 2
     assert all(r["images_per_s"] > 0 and r["batch"] == 2 for r in rows)
+    assert keras.config.dtype_policy().name == "float32"

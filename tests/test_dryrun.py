@@ -1,0 +1,104 @@
+"""The full-size dry run (``python -m common.dryrun``): full hyperparameters on offline mock data of
+the real sizes, every training loop cut to a few timed steps, peak memory reported."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from common import config, dryrun
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_dry_run_keeps_the_full_numbers_and_the_smoke_paths(monkeypatch):
+    """Widths, batch sizes and step counts keep their full values; folders, weight names and data
+    sources (text or None) take the smoke ones, so a dry run never touches a full run's files."""
+    full = dict(width=512, batch_size=128, epochs=50, run_eagerly=False, checkpoint_dir="checkpoints/x",
+                vgg_weights="imagenet", attr_batches=None)
+    smoke = dict(width=8, batch_size=4, epochs=1, run_eagerly=True, checkpoint_dir="/tmp/x",
+                 vgg_weights=None, attr_batches=4)
+    monkeypatch.setenv("HOIG_SMOKE", "1")
+    monkeypatch.setenv(config.DRY_VAR, "1")
+    hp = config.hparams(full, smoke)
+    assert config.mode() == "dry" and config.is_smoke()
+    assert (hp.width, hp.batch_size, hp.epochs, hp.run_eagerly) == (512, 128, 50, False)
+    assert (hp.checkpoint_dir, hp.vgg_weights, hp.attr_batches) == ("/tmp/x", None, 4)
+    monkeypatch.delenv(config.DRY_VAR)
+    assert config.hparams(full, smoke).width == 8 and config.mode() == "smoke"
+
+
+def test_steps_is_a_range_that_a_dry_run_cuts_to_three_timed_steps(monkeypatch, tmp_path):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv(dryrun.LOG_VAR, str(log))
+    monkeypatch.delenv(config.DRY_VAR, raising=False)
+    assert list(config.steps(7)) == list(range(7)) and not log.exists()
+    monkeypatch.setenv(config.DRY_VAR, "1")
+    assert list(config.steps(1000, "pixel steps")) == [0, 1, 2]
+    entry = json.loads(log.read_text())
+    assert entry["label"] == "pixel steps" and entry["planned"] == 1000 and len(entry["step_seconds"]) == 3
+
+
+PROBE = '''
+import keras, numpy as np
+from common import config, data
+HP = config.hparams(full=dict(batch_size=1000, epochs=7, width=32, checkpoint_dir="checkpoints/probe"),
+                    smoke=dict(batch_size=10, epochs=1, width=2, checkpoint_dir="/tmp/probe_smoke"))
+ds, _ = data.load("mnist", "test", as_supervised=True)
+print("examples", int(ds.cardinality()), "dir", HP.checkpoint_dir)
+train = ds.map(lambda x, y: (keras.ops.cast(x, "float32") / 255.0, y)).batch(HP.batch_size)
+model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(HP.width),
+                          keras.layers.Dense(10)])
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+history = model.fit(train, epochs=HP.epochs, verbose=0)
+assert len(history.history["loss"]) == 1, history.history
+arrays = np.zeros((500, 28, 28, 1), "float32"), np.zeros(500, "int32")
+model.fit(*arrays, batch_size=100, epochs=HP.epochs, initial_epoch=5, verbose=0)
+for _ in config.steps(250, "probe steps"):
+    pass
+'''
+
+
+def test_the_dry_run_of_a_notebook_projects_its_full_length_and_measures_memory(tmp_path):
+    """A notebook fits on MNIST's test split (mocked with its real 10,000 examples) for 7 epochs of
+    10 batches: the dry run takes 3 steps but plans 70; an array fit from epoch 5 of 7 plans 2 x 5;
+    a hand-written loop plans 250. The kernel's peak memory is reported, and nothing fails."""
+    path = tmp_path / "probe.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROBE)])
+    nbformat.write(nb, path)
+    result = dryrun.run_notebook(path, timeout=300)
+    assert result["error"] is None, result
+    assert [(x["label"], x["planned"], x.get("batch")) for x in result["loops"]] == [
+        ("Sequential.fit", 70, None), ("Sequential.fit", 10, 100), ("probe steps", 250, None)]
+    assert [len(x["step_seconds"]) for x in result["loops"]] == [3, 3, 3]
+    assert all(0 < dryrun.step_time(x) < 60 for x in result["loops"])
+    assert 100 * 1024 ** 2 < result["rss"] < 8 * 1024 ** 3
+    assert dryrun.projected_seconds(result) == pytest.approx(
+        sum(dryrun.step_time(x) * x["planned"] for x in result["loops"]))
+
+
+def test_a_failing_cell_is_reported_with_what_ran_before_it(tmp_path):
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from common import config\nfor _ in config.steps(9, 'before'):\n    pass\n"
+        "raise RuntimeError('the dataset is gone')")]), path)
+    result = dryrun.run_notebook(path, timeout=120)
+    assert "the dataset is gone" in result["error"]
+    assert [x["planned"] for x in result["loops"]] == [9]
+    assert dryrun.main([str(path)]) == 1
+
+
+# notebooks whose full-size step takes well under a second on 2 cores: the suite dry-runs them
+FAST = ["Chapter03/ch03_mode_collapse.ipynb", "Chapter10/ch10_review.ipynb"]
+
+
+@pytest.mark.parametrize("notebook", FAST)
+def test_fast_notebooks_pass_their_full_size_dry_run(notebook):
+    result = dryrun.run_notebook(ROOT / notebook, timeout=600)
+    dryrun.report(result)
+    assert result["error"] is None
+    planned = [x["planned"] for x in result["loops"]]
+    # the full run's lengths: 20 steps of 50,000 points; 3 seeds x 2 losses x 4 epochs x 500 steps
+    assert planned == ({"ch03_mode_collapse.ipynb": [20],
+                        "ch10_review.ipynb": [2000] * 6}[Path(notebook).name])
+    assert result["rss"] < 10 * 1024 ** 3   # the issue's budget for a free Colab runtime
