@@ -84,15 +84,18 @@ def install() -> None:
             def on_train_batch_end(self, batch, logs=None):
                 times.append(time.perf_counter())
 
-        # at least STEPS steps (over several epochs when an epoch is shorter), at most the full call's
-        a["epochs"] = int(a["initial_epoch"]) + min(epochs, math.ceil(STEPS / min(STEPS, per_epoch or STEPS)))
-        a["steps_per_epoch"] = min(STEPS, per_epoch or STEPS)
+        # callbacks see one batch per call of the train function, which runs `k` steps
+        k = max(int(getattr(self, "steps_per_execution", 1) or 1), 1)
+        # at least STEPS calls (over several epochs when an epoch is shorter), at most the full fit's
+        calls = min(STEPS * k, per_epoch or STEPS * k)
+        a["epochs"] = int(a["initial_epoch"]) + min(epochs, math.ceil(STEPS * k / calls))
+        a["steps_per_epoch"] = calls
         if a["validation_data"] is not None:
             a["validation_steps"] = 1
         callbacks = list(a["callbacks"] or [])
         a["callbacks"] = [Timer()] + callbacks
         history = original(*bound.args, **bound.kwargs)
-        record(f"{type(self).__name__}.fit", planned, [t1 - t0 for t0, t1 in zip(times, times[1:])],
+        record(f"{type(self).__name__}.fit", planned, [(t1 - t0) / k for t0, t1 in zip(times, times[1:])],
                batch=_batch_of(a["x"], a["batch_size"]),
                early_stopping=any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks))
         return history

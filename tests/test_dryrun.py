@@ -102,3 +102,45 @@ def test_fast_notebooks_pass_their_full_size_dry_run(notebook):
     assert planned == ({"ch03_mode_collapse.ipynb": [20],
                         "ch10_review.ipynb": [2000] * 6}[Path(notebook).name])
     assert result["rss"] < 10 * 1024 ** 3   # the issue's budget for a free Colab runtime
+
+
+NOTEBOOKS = sorted(ROOT.glob("Chapter[0-9][0-9]/*.ipynb"))
+TRAINING = ("fit(", "fit_progressive(", "optimize_pixels(", "project_to_latent(")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_states_its_full_run_before_training(path):
+    """Each notebook prints its own dry-run figures (full-run time and peak memory) before its first
+    training cell, and the figures file holds a measurement for it that fits a free Colab runtime."""
+    rel = path.relative_to(ROOT).as_posix()
+    cells = [("".join(c["source"]), c["cell_type"]) for c in nbformat.read(path, as_version=4).cells]
+    code = [s for s, kind in cells if kind == "code" and not s.startswith("#| export")]
+    states = [i for i, s in enumerate(code) if f'dryrun.expected_time("{rel}")' in s]
+    trains = [i for i, s in enumerate(code) if any(t in s for t in TRAINING) and "expected_time" not in s]
+    assert len(states) == 1, f"{rel} must call dryrun.expected_time({rel!r}) once"
+    assert not trains or states[0] < trains[0], f"{rel} states its run time after training starts"
+    figures = json.loads(dryrun.FIGURES.read_text())
+    assert rel in figures, f"no dry-run figures for {rel}: python -m common.dryrun {rel} --save"
+    for machine, f in figures[rel].items():
+        assert f["rss"] < 10 * 1024 ** 3, f"{rel} needs {f['rss'] / 1024 ** 3:.1f} GB of RAM on {machine}"
+        assert all(x["s_per_step"] > 0 for x in f["loops"]), f
+
+
+def test_expected_time_prints_the_saved_figures(tmp_path, capsys):
+    figures = {"ChapterX/x.ipynb": {"2 cores": dict(date="2026-12-01", rss=3 * 1024 ** 3, gpu=None, loops=[
+        dict(label="GAN.fit", planned=7200, batch=64, s_per_step=0.5, early_stopping=True),
+        dict(label="pixel steps", planned=100, batch=None, s_per_step=36.0)])}}
+    path = tmp_path / "figures.json"
+    path.write_text(json.dumps(figures))
+    assert dryrun.expected_time("ChapterX/x.ipynb", path) == figures["ChapterX/x.ipynb"]
+    out = capsys.readouterr().out
+    assert "7,300 training steps in 2 loop(s): about 2.0 h" in out and "early stopping" in out
+    assert "peak host memory 3.0 GB" in out and "No GPU" in out
+    assert "| ChapterX/x.ipynb | 2 cores | 7,300 | 0.5-36 | 2.0 h | 3.0 GB |" in dryrun.table(path)
+    dryrun.expected_time("ChapterY/y.ipynb", path)
+    assert "no dry-run figures" in capsys.readouterr().out
+
+
+def test_the_readme_table_is_the_saved_figures():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert dryrun.table() in readme, "refresh the README table: python -m common.dryrun --table"
