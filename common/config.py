@@ -77,8 +77,8 @@ def hparams(full: Mapping[str, Any], smoke: Mapping[str, Any] | None = None) -> 
     ``full`` holds every value of the real run; ``smoke`` overrides some of them with
     small ones for CI. A smoke key that is not in ``full`` is a typo and raises. A dry run keeps
     every full number (widths, batch sizes, step counts: ``common.dryrun`` cuts the loops short)
-    and takes the smoke value only where either value is text or None (folders, weights, data source),
-    so that it never touches the full run's files or the network.
+    and takes the smoke value only where either value is text (folders, weights, data source), so
+    that it never touches the full run's files or the network.
     """
     smoke = dict(smoke or {})
     unknown = sorted(set(smoke) - set(full))
@@ -86,8 +86,7 @@ def hparams(full: Mapping[str, Any], smoke: Mapping[str, Any] | None = None) -> 
         raise KeyError(f"smoke overrides unknown hyperparameters: {unknown}")
     values = dict(full)
     if is_dry():
-        values.update({k: v for k, v in smoke.items()
-                       if isinstance(v, (str, type(None))) or isinstance(full[k], (str, type(None)))})
+        values.update({k: v for k, v in smoke.items() if isinstance(v, str) or isinstance(full[k], str)})
     elif is_smoke():
         values.update(smoke)
     return HParams(**values)
@@ -95,15 +94,16 @@ def hparams(full: Mapping[str, Any], smoke: Mapping[str, Any] | None = None) -> 
 
 def steps(n: int, label: str = "steps"):
     """``range(n)`` for a hand-written training or optimisation loop, with a progress bar (updated
-    at most every 2 s). In a dry run it stops after 3 steps and reports their times."""
+    at most every 2 s). A dry run takes only steps 0, 1 and n - 1 (so what a loop does at its end
+    still happens) and reports their times."""
     import time
 
     import keras
 
     bar = keras.utils.Progbar(int(n), interval=2.0, unit_name=label)
-    stop = min(int(n), 3) if is_dry() else int(n)
+    steps = sorted({0, 1, int(n) - 1} & set(range(int(n)))) if is_dry() else range(int(n))
     times = [time.perf_counter()]
-    for i in range(stop):
+    for i in steps:
         yield i
         bar.update(i + 1)
         times.append(time.perf_counter())

@@ -21,6 +21,7 @@ import inspect
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -126,6 +127,15 @@ def finish() -> None:
            gpu=gpu)
 
 
+def _peak_rss(client):
+    """The kernel process's peak resident memory so far (Linux ``VmHWM``), or None."""
+    try:
+        status = Path(f"/proc/{client.km.provisioner.process.pid}/status").read_text()
+    except (AttributeError, OSError):
+        return None
+    return next((int(ln.split()[1]) * 1024 for ln in status.splitlines() if ln.startswith("VmHWM")), None)
+
+
 def run_notebook(path, timeout: int = 3600) -> dict:
     """Dry-run one notebook in a fresh kernel; return ``dict(notebook, seconds, loops, rss, gpu,
     error)``, where ``loops`` holds one dict per training loop (label, planned, step_seconds, batch)."""
@@ -142,18 +152,27 @@ def run_notebook(path, timeout: int = 3600) -> dict:
     log = Path(tempfile.mkdtemp(prefix="hoig_dryrun_")) / "log.jsonl"
     saved = {k: os.environ.get(k) for k in ("HOIG_DRYRUN", "MPLBACKEND", LOG_VAR)}
     os.environ.update(HOIG_DRYRUN="1", MPLBACKEND="Agg", **{LOG_VAR: str(log)})
-    start, error = time.perf_counter(), None
+    start, error, peak = time.perf_counter(), None, dict(hwm=0, growth=0, cell=None)
+
+    def watch(cell, cell_index, **_):  # the cell that raised the kernel's peak RSS the most
+        hwm = _peak_rss(client) or 0
+        if 0 < cell_index < len(nb.cells) - 1 and hwm - peak["hwm"] > peak["growth"] and cell.source.strip():
+            peak.update(growth=hwm - peak["hwm"],   # numbered as in the notebook (without the dry-run cell)
+                        cell=f"cell {cell_index - 1} ({cell.source.strip().splitlines()[0][:60]})")
+        peak["hwm"] = max(peak["hwm"], hwm)
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", on_cell_executed=watch,
+                            resources={"metadata": {"path": str(path.parent)}})
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        client.execute()
     except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1]
+        error = re.sub(r"\x1b\[[0-9;]*m", "", str(exc).strip().splitlines()[-1])  # no terminal colours
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     memory = [e for e in entries if e["label"] == "peak memory"]
-    return dict(notebook=str(path), seconds=time.perf_counter() - start, error=error,
+    return dict(notebook=str(path), seconds=time.perf_counter() - start, error=error, peak_cell=peak["cell"],
                 loops=[e for e in entries if e["label"] != "peak memory"],
                 rss=memory[0]["rss"] if memory else None, gpu=memory[0]["gpu"] if memory else None)
 
@@ -185,6 +204,7 @@ def report(result: dict, out=sys.stdout) -> None:
     """Print one notebook's dry-run figures as a small table."""
     gb = lambda b: "?" if b is None else f"{b / 1024 ** 3:.2f} GB"  # noqa: E731
     print(f"\n{result['notebook']}: dry run {result['seconds']:.0f} s, peak RSS {gb(result['rss'])}"
+          + (f", raised most by {result['peak_cell']}" if result.get("peak_cell") else "")
           + (f", peak GPU memory {gb(result['gpu'])}" if result["gpu"] else ""), file=out)
     print(f"  {'loop':28s} {'batch':>6s} {'full steps':>11s} {'s/step':>8s} {'projected':>10s}", file=out)
     for loop in result["loops"]:
@@ -218,7 +238,7 @@ def save(results, path: Path = FIGURES) -> None:
             continue
         name = Path(r["notebook"]).resolve().relative_to(ROOT).as_posix()
         figures.setdefault(name, {})[machine] = dict(
-            date=time.strftime("%Y-%m-%d"), rss=r["rss"], gpu=r["gpu"],
+            date=time.strftime("%Y-%m-%d"), rss=r["rss"], gpu=r["gpu"], peak_cell=r.get("peak_cell"),
             loops=[dict(label=x["label"], planned=x["planned"], batch=x.get("batch"),
                         early_stopping=x.get("early_stopping", False),
                         s_per_step=round(step_time(x), 4)) for x in r["loops"]])
