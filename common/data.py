@@ -416,24 +416,27 @@ PAIRED_ARCHIVES = {
 
 def _synthetic_paired_archive(name: str, n: int = 6, size: int = 256) -> Path:
     """Smoke mode: write ``n`` small synthetic JPEGs per split in the archive's layout
-    (``<tmp>/hoig_smoke_paired/<name>/<split>/<i>.jpg``, 2*size wide) and return the folder.
+    (``<tmp>/hoig_smoke_paired/<name>/<split>/<i>.jpg``, 2*size wide) and return the folder. A dry
+    run writes as many as the real archive holds (``n`` where that is over 1,000), in its own folder.
     The input half (A) is a blue block pattern, like a label map; the target half (B) a
     smooth red-green gradient, like a photo; which side is which follows the real archive."""
     import tempfile
 
     spec = PAIRED_ARCHIVES[name]
-    root = Path(tempfile.gettempdir()) / "hoig_smoke_paired" / f"{name}_{size}"
+    dry = config.is_dry()
+    root = Path(tempfile.gettempdir()) / f"hoig_{'dry' if dry else 'smoke'}_paired" / f"{name}_{size}"
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / float(size)
-    for split in spec["counts"]:
+    for split, real in spec["counts"].items():
+        count = real if dry and real <= 1_000 else n
         folder = root / name / split
-        if folder.is_dir() and len(list(folder.glob("*.jpg"))) >= n:
+        if folder.is_dir() and len(list(folder.glob("*.jpg"))) >= count:
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
+        for i in range(count):
             blocks = np.kron(rng.integers(0, 4, size=(8, 8)), np.ones((size // 8, size // 8)))
             a = np.stack([0.1 * blocks, 0.2 * blocks, 0.4 + 0.15 * blocks], -1) * 255
-            b = np.stack([0.6 + 0.4 * yy, 0.3 + 0.3 * xx * (i + 1) / n, 0.1 * yy], -1) * 255
+            b = np.stack([0.6 + 0.4 * yy, 0.3 + 0.3 * xx * (i + 1) / count, 0.1 * yy], -1) * 255
             halves = (b, a) if spec["a_side"] == "right" else (a, b)
             pixels = np.clip(np.concatenate(halves, axis=1), 0, 255).astype(np.uint8)
             tf.io.write_file(str(folder / f"{i + 1}.jpg"), tf.io.encode_jpeg(pixels, quality=95))
