@@ -6,12 +6,17 @@ sizes, step counts) on offline mock data of the real shapes and sizes (``HOIG_DR
 3 steps (its callbacks included) and each :func:`common.config.steps` loop stops after 3 steps.
 It prints, per loop, the steps the full run would take, the seconds per step measured here (the
 median of the steps after the first, which also traces and compiles) and the projected time; then
-the peak resident memory (RSS) of the notebook's kernel and, on a GPU, TensorFlow's peak GPU memory.
+the peak resident memory (RSS) of the notebook's kernel and the peak of TensorFlow's own tensors
+(on a GPU, its peak GPU memory; on a CPU, the peak of the BFC allocator that the dry run switches on).
 Checkpoints and outputs go to the smoke-mode temporary folders, never to the full run's.
 
 The projection assumes the full run's steps cost what the measured ones did: it leaves out
 evaluation, sampling and checkpoint callbacks that fire between epochs, and the first pass through
 a cache. The mock data is random, so the figures say nothing about what the model learns.
+On a CPU the tensor peak estimates the GPU memory a GPU run needs: the same weights, optimizer slots,
+gradients and activations at the same batch size are allocated there. It overestimates by tf.data's
+buffers (host memory on a GPU run) and underestimates by the CUDA context and cuDNN/XLA workspaces
+(a few hundred MB), and mixed precision halves the activations it counts.
 """
 
 from __future__ import annotations
@@ -115,16 +120,22 @@ def _batch_of(x, batch_size):
 
 
 def finish() -> None:
-    """Record the kernel's peak resident memory and, on a GPU, TensorFlow's peak GPU memory."""
+    """Record the kernel's peak resident memory and TensorFlow's peak tensor memory: on a GPU its peak
+    GPU memory, on a CPU that of the CPU allocator (a BFC allocator when ``TF_CPU_ALLOCATOR_USE_BFC``)."""
     import resource
 
     import tensorflow as tf
 
-    gpu = None
+    gpu = tensors = None
     if tf.config.list_physical_devices("GPU"):
-        gpu = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        gpu = tensors = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+    else:
+        try:
+            tensors = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+        except ValueError:  # the default CPU allocator keeps no statistics
+            pass
     record("peak memory", None, [], rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-           gpu=gpu)
+           gpu=gpu, tensors=tensors)
 
 
 def _peak_rss(client):
@@ -150,8 +161,8 @@ def run_notebook(path, timeout: int = 3600) -> dict:
     nb.cells.insert(0, nbformat.v4.new_code_cell("from common import dryrun as _dry\n_dry.install()"))
     nb.cells.append(nbformat.v4.new_code_cell("_dry.finish()"))
     log = Path(tempfile.mkdtemp(prefix="hoig_dryrun_")) / "log.jsonl"
-    saved = {k: os.environ.get(k) for k in ("HOIG_DRYRUN", "MPLBACKEND", LOG_VAR)}
-    os.environ.update(HOIG_DRYRUN="1", MPLBACKEND="Agg", **{LOG_VAR: str(log)})
+    saved = {k: os.environ.get(k) for k in ("HOIG_DRYRUN", "MPLBACKEND", "TF_CPU_ALLOCATOR_USE_BFC", LOG_VAR)}
+    os.environ.update(HOIG_DRYRUN="1", MPLBACKEND="Agg", TF_CPU_ALLOCATOR_USE_BFC="true", **{LOG_VAR: str(log)})
     start, error, peak = time.perf_counter(), None, dict(hwm=0, growth=0, cell=None)
 
     def watch(cell, cell_index, **_):  # the cell that raised the kernel's peak RSS the most
@@ -174,7 +185,7 @@ def run_notebook(path, timeout: int = 3600) -> dict:
     memory = [e for e in entries if e["label"] == "peak memory"]
     return dict(notebook=str(path), seconds=time.perf_counter() - start, error=error, peak_cell=peak["cell"],
                 loops=[e for e in entries if e["label"] != "peak memory"],
-                rss=memory[0]["rss"] if memory else None, gpu=memory[0]["gpu"] if memory else None)
+                **{k: memory[0].get(k) if memory else None for k in ("rss", "gpu", "tensors")})
 
 
 def _duration(seconds) -> str:
@@ -205,7 +216,8 @@ def report(result: dict, out=sys.stdout) -> None:
     gb = lambda b: "?" if b is None else f"{b / 1024 ** 3:.2f} GB"  # noqa: E731
     print(f"\n{result['notebook']}: dry run {result['seconds']:.0f} s, peak RSS {gb(result['rss'])}"
           + (f", raised most by {result['peak_cell']}" if result.get("peak_cell") else "")
-          + (f", peak GPU memory {gb(result['gpu'])}" if result["gpu"] else ""), file=out)
+          + (f", peak GPU memory {gb(result['gpu'])}" if result["gpu"] else
+             f", tensor peak {gb(result['tensors'])}" if result.get("tensors") else ""), file=out)
     print(f"  {'loop':28s} {'batch':>6s} {'full steps':>11s} {'s/step':>8s} {'projected':>10s}", file=out)
     for loop in result["loops"]:
         t = step_time(loop)
@@ -238,7 +250,8 @@ def save(results, path: Path = FIGURES) -> None:
             continue
         name = Path(r["notebook"]).resolve().relative_to(ROOT).as_posix()
         figures.setdefault(name, {})[machine] = dict(
-            date=time.strftime("%Y-%m-%d"), rss=r["rss"], gpu=r["gpu"], peak_cell=r.get("peak_cell"),
+            date=time.strftime("%Y-%m-%d"), rss=r["rss"], gpu=r["gpu"], tensors=r.get("tensors"),
+            peak_cell=r.get("peak_cell"),
             loops=[dict(label=x["label"], planned=x["planned"], batch=x.get("batch"),
                         early_stopping=x.get("early_stopping", False),
                         s_per_step=round(step_time(x), 4)) for x in r["loops"]])
@@ -264,7 +277,9 @@ def expected_time(notebook: str, path: Path = FIGURES) -> dict:
               + (" (less where early stopping ends a loop sooner)" if any(x.get("early_stopping") for x in loops)
                  else "")
               + f"\n  peak host memory {f['rss'] / 1024 ** 3:.1f} GB (a free Colab runtime has 12.7 GB)"
-              + (f", peak GPU memory {f['gpu'] / 1024 ** 3:.1f} GB" if f.get("gpu") else ""))
+              + (f", peak GPU memory {f['gpu'] / 1024 ** 3:.1f} GB" if f.get("gpu") else
+                 f"\n  TensorFlow's tensors peaked at {f['tensors'] / 1024 ** 3:.1f} GB: about the GPU memory it"
+                 " needs (a free Colab T4 has 15 GB)" if f.get("tensors") else ""))
     if not any(f.get("gpu") is not None for f in figures.values()):
         print("  No GPU has run it yet: on one, `python -m common.dryrun", notebook, "--save` adds its figures.")
     return figures
@@ -272,8 +287,8 @@ def expected_time(notebook: str, path: Path = FIGURES) -> dict:
 
 def table(path: Path = FIGURES) -> str:
     """The saved figures as a Markdown table (the README's), one row per notebook and machine."""
-    rows = ["| notebook | machine | training steps | s/step | training time | peak RAM |",
-            "|---|---|--:|--:|--:|--:|"]
+    rows = ["| notebook | machine | training steps | s/step | training time | peak RAM | tensor peak |",
+            "|---|---|--:|--:|--:|--:|--:|"]
     for name, machines in sorted(json.loads(path.read_text()).items()):
         for machine, f in machines.items():
             loops = [x for x in f["loops"] if x["planned"]]
@@ -281,7 +296,8 @@ def table(path: Path = FIGURES) -> str:
             span = "-" if not per_step else per_step[0] if len(per_step) == 1 else f"{per_step[0]}-{per_step[-1]}"
             total = sum(x["planned"] * x["s_per_step"] for x in loops)
             rows.append(f"| {name} | {machine} | {sum(x['planned'] for x in loops):,} | {span} | "
-                        f"{_duration(total) if loops else '-'} | {f['rss'] / 1024 ** 3:.1f} GB |")
+                        f"{_duration(total) if loops else '-'} | {f['rss'] / 1024 ** 3:.1f} GB | "
+                        + (f"{f['tensors'] / 1024 ** 3:.1f} GB |" if f.get("tensors") else "? |"))
     return "\n".join(rows)
 
 

@@ -76,6 +76,8 @@ def test_the_dry_run_of_a_notebook_projects_its_full_length_and_measures_memory(
     assert [len(x["step_seconds"]) for x in result["loops"]] == [3, 3, 3]
     assert all(0 < dryrun.step_time(x) < 60 for x in result["loops"])
     assert 100 * 1024 ** 2 < result["rss"] < 8 * 1024 ** 3
+    # TensorFlow's tensor peak: at least one float32 batch of 1,000 images, below the process's RSS
+    assert 1000 * 28 * 28 * 4 < result["tensors"] < result["rss"]
     assert dryrun.projected_seconds(result) == pytest.approx(
         sum(dryrun.step_time(x) * x["planned"] for x in result["loops"]))
 
@@ -131,6 +133,7 @@ def test_every_notebook_states_its_full_run_before_training(path):
     assert rel in figures, f"no dry-run figures for {rel}: python -m common.dryrun {rel} --save"
     for machine, f in figures[rel].items():
         assert f["rss"] < 10 * 1024 ** 3, f"{rel} needs {f['rss'] / 1024 ** 3:.1f} GB of RAM on {machine}"
+        assert f["tensors"] < 14 * 1024 ** 3, f"{rel}: {f['tensors'] / 1024 ** 3:.1f} GB of tensors on {machine}"
         assert all(x["s_per_step"] > 0 for x in f["loops"]), f
 
 
