@@ -217,7 +217,7 @@ def report(result: dict, out=sys.stdout) -> None:
     print(f"\n{result['notebook']}: dry run {result['seconds']:.0f} s, peak RSS {gb(result['rss'])}"
           + (f", raised most by {result['peak_cell']}" if result.get("peak_cell") else "")
           + (f", peak GPU memory {gb(result['gpu'])}" if result["gpu"] else
-             f", tensor peak {gb(result['tensors'])}" if result.get("tensors") else ""), file=out)
+             f", tensor peak {gb(result['tensors'])}" if result.get("tensors") is not None else ""), file=out)
     print(f"  {'loop':28s} {'batch':>6s} {'full steps':>11s} {'s/step':>8s} {'projected':>10s}", file=out)
     for loop in result["loops"]:
         t = step_time(loop)
@@ -279,7 +279,7 @@ def expected_time(notebook: str, path: Path = FIGURES) -> dict:
               + f"\n  peak host memory {f['rss'] / 1024 ** 3:.1f} GB (a free Colab runtime has 12.7 GB)"
               + (f", peak GPU memory {f['gpu'] / 1024 ** 3:.1f} GB" if f.get("gpu") else
                  f"\n  TensorFlow's tensors peaked at {f['tensors'] / 1024 ** 3:.1f} GB: about the GPU memory it"
-                 " needs (a free Colab T4 has 15 GB)" if f.get("tensors") else ""))
+                 " needs (a free Colab T4 has 15 GB)" if f.get("tensors") is not None else ""))
     if not any(f.get("gpu") is not None for f in figures.values()):
         print("  No GPU has run it yet: on one, `python -m common.dryrun", notebook, "--save` adds its figures.")
     return figures
@@ -297,7 +297,7 @@ def table(path: Path = FIGURES) -> str:
             total = sum(x["planned"] * x["s_per_step"] for x in loops)
             rows.append(f"| {name} | {machine} | {sum(x['planned'] for x in loops):,} | {span} | "
                         f"{_duration(total) if loops else '-'} | {f['rss'] / 1024 ** 3:.1f} GB | "
-                        + (f"{f['tensors'] / 1024 ** 3:.1f} GB |" if f.get("tensors") else "? |"))
+                        + (f"{f['tensors'] / 1024 ** 3:.1f} GB |" if f.get("tensors") is not None else "? |"))
     return "\n".join(rows)
 
 
