@@ -191,6 +191,8 @@ def run_notebook(path, timeout: int = 3600) -> dict:
 def _duration(seconds) -> str:
     if seconds is None:
         return "?"
+    if seconds >= 2 * 86400:
+        return f"{seconds / 3600:.0f} h ({seconds / 86400:.0f} days)"
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
@@ -272,14 +274,15 @@ def expected_time(notebook: str, path: Path = FIGURES) -> dict:
         steps = sum(x["planned"] or 0 for x in loops)
         unknown = sum(x["planned"] is None for x in loops)
         print(f"Full run, measured at full size by `python -m common.dryrun` ({f['date']}) on {machine}:\n"
-              f"  {steps:,} training steps in {len(loops)} loop(s): about {_duration(total)} of training"
+              + (f"  {steps:,} training steps in {len(loops)} loop(s): about {_duration(total)} of training"
+                 if loops else "  no training loop")
               + (f", plus {unknown} loop(s) of unknown length" if unknown else "")
               + (" (less where early stopping ends a loop sooner)" if any(x.get("early_stopping") for x in loops)
                  else "")
               + f"\n  peak host memory {f['rss'] / 1024 ** 3:.1f} GB (a free Colab runtime has 12.7 GB)"
               + (f", peak GPU memory {f['gpu'] / 1024 ** 3:.1f} GB" if f.get("gpu") else
-                 f"\n  TensorFlow's tensors peaked at {f['tensors'] / 1024 ** 3:.1f} GB: about the GPU memory it"
-                 " needs (a free Colab T4 has 15 GB)" if f.get("tensors") is not None else ""))
+                 f"\n  TensorFlow's tensors peaked at {f['tensors'] / 1024 ** 3:.1f} GB, our estimate of the GPU"
+                 " memory it needs (a free Colab T4 has 15 GB)" if f.get("tensors") is not None else ""))
     if not any(f.get("gpu") is not None for f in figures.values()):
         print("  No GPU has run it yet: on one, `python -m common.dryrun", notebook, "--save` adds its figures.")
     return figures
