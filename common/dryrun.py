@@ -16,7 +16,7 @@ a cache. The mock data is random, so the figures say nothing about what the mode
 On a CPU the tensor peak estimates the GPU memory a GPU run needs: the same weights, optimizer slots,
 gradients and activations at the same batch size are allocated there. It overestimates by tf.data's
 buffers (host memory on a GPU run) and underestimates by the CUDA context and cuDNN/XLA workspaces
-(a few hundred MB), and mixed precision halves the activations it counts.
+(a few hundred MB); mixed precision roughly halves the activations it counts.
 """
 
 from __future__ import annotations
