@@ -264,6 +264,7 @@ class AdaIN(keras.layers.Layer):
     def __init__(self, epsilon: float = 1e-5, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
+        self.built = True  # no weights of its own
 
     def call(self, inputs):
         content, style = (ops.cast(t, "float32") for t in inputs)
@@ -351,6 +352,7 @@ class StyleTransferNetwork(keras.Model):
         self.decoder = decoder if decoder is not None else build_adain_decoder(width_divisor)
         self.adain = AdaIN(epsilon, name="adain")
         self.epsilon = float(epsilon)
+        self.built = True  # the networks are built already; fit must not trace call()
 
     def build(self, input_shape=None):
         self.built = True  # encoder and decoder are built already

@@ -518,6 +518,7 @@ class GauGANBase(keras.Model):
         super().__init__(name=name, **kwargs)
         self.generator, self.encoder = generator, encoder
         self.z_dim = int(z_dim or generator.input_shape[0][-1])
+        self.built = True  # the networks are built already; fit must not trace call()
 
     def build(self, input_shape=None):
         self.built = True  # the networks are built already

@@ -42,6 +42,7 @@ __all__ = [
     "to_rgb",
     "from_rgb",
     "FadeIn",
+    "fade_variable",
     "ProgressiveNetwork",
     "ProGANGenerator",
     "ProGANDiscriminator",
@@ -349,6 +350,7 @@ class FadeIn(keras.layers.Layer):
     def __init__(self, alpha_variable, **kwargs):
         super().__init__(**kwargs)
         self.alpha = alpha_variable
+        self.built = True  # no weights of its own
 
     def call(self, inputs):
         new, old = inputs
@@ -357,6 +359,13 @@ class FadeIn(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+
+def fade_variable(value: float = 1.0):
+    """The shared fade-in ``alpha``: a float32 scalar that training assigns in-graph. Every replica
+    of a ``tf.distribute`` strategy computes the same alpha, so the first replica's value is kept."""
+    return keras.Variable(value, trainable=False, name="alpha", dtype="float32",
+                          aggregation="only_first_replica")
 
 
 class ProgressiveNetwork(keras.Model):
@@ -368,8 +377,7 @@ class ProgressiveNetwork(keras.Model):
     def _init_progressive(self, target_res, alpha):
         self.resolutions = resolutions(target_res)
         self.target_res = int(target_res)
-        self.alpha = alpha if alpha is not None else keras.Variable(
-            1.0, trainable=False, name="alpha", dtype="float32")
+        self.alpha = alpha if alpha is not None else fade_variable()
         self.fade_layer = FadeIn(self.alpha, name="fade_in")
         self.res, self.fade = 4, False
         self.built = True  # every block is built when it is made (weights can be loaded at once)
@@ -406,6 +414,7 @@ class ProGANGenerator(ProgressiveNetwork):
             for i, r in enumerate(self.resolutions) if i > 0]
         self.rgb = [to_rgb(f[i], r) for i, r in enumerate(self.resolutions)]
         self.upsample = layers.UpSampling2D(2)
+        self.upsample.build((None, None, None, 3))  # weightless: every layer is built from the start
 
     def active_variables(self):
         """Trainable variables used at the current resolution and phase."""
@@ -460,7 +469,7 @@ class ProGANDiscriminator(ProgressiveNetwork):
 def build_progan(target_res: int = 64, z_dim: int = 512, max_filters: int = 512,
                  filter_table=None):
     """ProGAN's ``(generator, discriminator)`` for ``target_res``, sharing one fade-in ``alpha``."""
-    alpha = keras.Variable(1.0, trainable=False, name="alpha", dtype="float32")
+    alpha = fade_variable()
     g = ProGANGenerator(target_res, z_dim, max_filters, filter_table, alpha=alpha)
     d = ProGANDiscriminator(target_res, max_filters, filter_table, alpha=alpha)
     return g, d
@@ -483,11 +492,15 @@ class GrowingGAN(keras.Model):
         self.z_dim = int(z_dim or generator.z_dim)
         self.learning_rate = float(learning_rate)
         self.alpha = generator.alpha
-        self.phase_step = keras.Variable(0.0, trainable=False, name="phase_step")
-        self.phase_steps = keras.Variable(1.0, trainable=False, name="phase_steps")
+        # every replica computes the same counts: under a tf.distribute strategy, keep the first's
+        self.phase_step = keras.Variable(0.0, trainable=False, name="phase_step",
+                                         aggregation="only_first_replica")
+        self.phase_steps = keras.Variable(1.0, trainable=False, name="phase_steps",
+                                          aggregation="only_first_replica")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
         self._optimizer_res = None
         self.g_optimizer = self.d_optimizer = None
+        self.built = True  # the networks are built already; fit must not trace call()
 
     @property
     def metrics(self):
@@ -516,14 +529,16 @@ class GrowingGAN(keras.Model):
         self.alpha.assign(0.0 if self.generator.fade else 1.0)
         self.phase_step.assign(0.0)
         self.phase_steps.assign(float(max(int(steps), 1)))
-        # Build the new blocks eagerly, outside any traced function.
-        z = np.zeros((2, self.z_dim), "float32")
-        self.discriminator(self.generator(z))
-        if self._optimizer_res != res:
-            self.g_optimizer, self.d_optimizer = self._adam(), self._adam()
-            self._optimizer_res = res
-        self.g_optimizer.build(self.generator.active_variables())
-        self.d_optimizer.build(self.discriminator.active_variables())
+        # Build the new blocks eagerly, outside any traced function, and in the scope of the
+        # tf.distribute strategy the GAN was created under (their variables live on every replica).
+        with self.distribute_strategy.scope():
+            z = np.zeros((2, self.z_dim), "float32")
+            self.discriminator(self.generator(z))
+            if self._optimizer_res != res:
+                self.g_optimizer, self.d_optimizer = self._adam(), self._adam()
+                self._optimizer_res = res
+            self.g_optimizer.build(self.generator.active_variables())
+            self.d_optimizer.build(self.discriminator.active_variables())
         for tracker in self.trackers.values():
             tracker.reset_state()
         self.train_function = None  # retrace for the new shapes and phase
@@ -940,6 +955,7 @@ class StyleBasedGenerator(ProgressiveNetwork):
                 for i, r in enumerate(self.resolutions) if i > 0]
             self.rgb = [to_rgb(f[i], r) for i, r in enumerate(self.resolutions)]
             self.upsample = layers.UpSampling2D(2)
+            self.upsample.build((None, None, None, 3))  # weightless: every layer is built from the start
             self.seed_generator = keras.random.SeedGenerator(seed)
 
     def active_variables(self):
@@ -1035,8 +1051,9 @@ class StyleGANGenerator(StyleBasedGenerator):
         super().__init__(target_res, z_dim, w_dim, max_filters, filter_table, mapping_layers,
                          mapping_lrmul, alpha=alpha, seed=seed, name=name, **kwargs)
         self.style_mixing_prob, self.w_avg_decay = float(style_mixing_prob), float(w_avg_decay)
+        # under a tf.distribute strategy the replicas' updates are averaged
         self.w_avg = keras.Variable(np.zeros(self.w_dim, "float32"), trainable=False,
-                                    name="w_avg")
+                                    name="w_avg", aggregation="mean")
 
     @property
     def truncation_cutoff(self) -> int:
@@ -1076,7 +1093,7 @@ def build_stylegan(target_res: int = 64, z_dim: int = 512, w_dim: int = 512,
                    max_filters: int = 512, style_mixing_prob: float = 0.9, **kwargs):
     """``(StyleGAN generator, ProGAN discriminator)`` sharing one fade-in ``alpha`` (the book
     keeps ProGAN's discriminator and training for StyleGAN)."""
-    alpha = keras.Variable(1.0, trainable=False, name="alpha", dtype="float32")
+    alpha = fade_variable()
     g = StyleGANGenerator(target_res, z_dim, w_dim, max_filters, alpha=alpha,
                           style_mixing_prob=style_mixing_prob, **kwargs)
     d = ProGANDiscriminator(target_res, max_filters, alpha=alpha)

@@ -455,6 +455,7 @@ class ConditionalHingeGAN(keras.Model):
         self.generator, self.discriminator = generator, discriminator
         self.z_dim = int(z_dim or generator.z_dim)
         self.trackers = {n: keras.metrics.Mean(name=n) for n in self.metric_names}
+        self.built = True  # the networks are built already; fit must not trace call()
 
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
         """Adam with the book's TTUR defaults: G 1e-4, D 4e-4, beta_1 0, beta_2 0.9."""

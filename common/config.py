@@ -118,19 +118,35 @@ def describe(hp: HParams) -> str:
     return f"[{mode()} run] {items}"
 
 
-def distribution_strategy():
+def distribution_strategy(batch_size: int | None = None):
     """The ``tf.distribute`` strategy for this machine: ``MirroredStrategy`` over all GPUs
     when there are two or more, otherwise TensorFlow's default (single-device) strategy.
 
     Build models and optimizers, and call ``compile``, inside ``strategy.scope()``; ``fit``
     then splits every batch between the replicas. The training models in ``common`` scale
     their losses by the number of replicas, so the same code runs on one device or many.
+    A global ``batch_size`` that the devices cannot share evenly (pix2pix's batch of 1 on two
+    GPUs would leave one replica an empty batch, whose mean loss is NaN) keeps one device.
+
+    ``HOIG_CPU_REPLICAS=N`` on a machine without GPUs mirrors over the first N logical CPUs
+    instead: the tests split the CPU in two (``tf.config.set_logical_device_configuration``,
+    before TensorFlow starts) to run notebooks on two replicas without a GPU.
     """
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) >= 2:
-        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    devices = [g.name for g in tf.config.list_logical_devices("GPU")]
+    cpus = int(os.environ.get("HOIG_CPU_REPLICAS") or 0)
+    if len(devices) < 2 and cpus >= 2:
+        devices = [c.name for c in tf.config.list_logical_devices("CPU")][:cpus]
+        if len(devices) < cpus:
+            raise RuntimeError(f"HOIG_CPU_REPLICAS={cpus} but TensorFlow sees {len(devices)} logical CPU(s): "
+                               "split the CPU with tf.config.set_logical_device_configuration before "
+                               "TensorFlow starts (the first cell), or unset the variable.")
+    if len(devices) >= 2 and batch_size is not None and batch_size % len(devices):
+        print(f"a batch of {batch_size} does not split evenly between {len(devices)} devices: "
+              "training on one")
+    elif len(devices) >= 2:
+        return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
 
 
