@@ -8,7 +8,9 @@ It prints, per loop, the steps the full run would take, the seconds per step mea
 median of the steps after the first, which also traces and compiles) and the projected time; then
 the peak resident memory (RSS) of the notebook's kernel and the peak of TensorFlow's own tensors
 (on a GPU, its peak GPU memory; on a CPU, the peak of the BFC allocator that the dry run switches on).
-Checkpoints and outputs go to the smoke-mode temporary folders, never to the full run's.
+Checkpoints and outputs go to the smoke-mode temporary folders, never to the full run's. Each ``fit``
+also gets the FLOP count of one step (:func:`step_flops`), from which :func:`expected_time` guesses
+the time on a Colab T4 (:func:`t4_guess`).
 
 The projection assumes the full run's steps cost what the measured ones did: it leaves out
 evaluation, sampling and checkpoint callbacks that fire between epochs, and the first pass through
@@ -33,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["install", "record", "finish", "run_notebook", "report", "save", "expected_time", "main"]
+__all__ = ["install", "record", "finish", "run_notebook", "report", "save", "expected_time", "step_flops",
+           "t4_guess", "main"]
 
 LOG_VAR = "HOIG_DRYRUN_LOG"
 #: The measured figures each notebook prints before its training (``--save`` updates them).
@@ -41,6 +44,8 @@ FIGURES = Path(__file__).with_name("full_runs.json")
 ROOT = Path(__file__).resolve().parent.parent
 #: Steps a dry run takes of every training loop (the first one traces and compiles).
 STEPS = 3
+#: NVIDIA's float32 peak for the Colab T4, and our guess of the share of it a training step reaches.
+T4_FLOPS, T4_SHARE = 8.1e12, 1 / 3
 
 
 def record(label: str, planned: int | None, step_seconds, **extra) -> None:
@@ -92,22 +97,53 @@ def install() -> None:
 
         # callbacks see one batch per call of the train function, which runs `k` steps
         k = max(int(getattr(self, "steps_per_execution", 1) or 1), 1)
-        # at least STEPS calls (over several epochs when an epoch is shorter), at most the full fit's
-        calls = min(STEPS * k, per_epoch or STEPS * k)
-        a["epochs"] = int(a["initial_epoch"]) + min(epochs, math.ceil(STEPS * k / calls))
+        steps = int(os.environ.get("HOIG_DRYRUN_STEPS", STEPS))
+        # at least `steps` calls (over several epochs when an epoch is shorter), at most the full fit's
+        calls = min(steps * k, per_epoch or steps * k)
+        a["epochs"] = int(a["initial_epoch"]) + min(epochs, math.ceil(steps * k / calls))
         a["steps_per_epoch"] = calls
         if a["validation_data"] is not None:
             a["validation_steps"] = 1
         callbacks = list(a["callbacks"] or [])
         a["callbacks"] = [Timer()] + callbacks
+        flops = step_flops(self, a["x"], a["batch_size"])
         history = original(*bound.args, **bound.kwargs)
         record(f"{type(self).__name__}.fit", planned, [(t1 - t0) / k for t0, t1 in zip(times, times[1:])],
-               batch=_batch_of(a["x"], a["batch_size"]),
+               batch=_batch_of(a["x"], a["batch_size"]), flops=flops,
                early_stopping=any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks))
         return history
 
     fit._dry_run = True
     keras.Model.fit = fit
+
+
+def step_flops(model, x, batch_size=None):
+    """Floating-point operations of one ``model.train_step`` on the first batch of ``x``: the sum of
+    TensorFlow's registered counts (the ones its profiler uses: convolutions, matrix products, their
+    gradients, element-wise ops) over the ops of the traced step that its outputs and updates need
+    (TensorFlow prunes the rest, such as gradients nobody applies). None where it cannot be traced."""
+    import tensorflow as tf
+    from tensorflow.python.framework import ops
+
+    try:
+        batch = next(iter(x)) if isinstance(x, tf.data.Dataset) else tf.nest.map_structure(
+            lambda v: v[:batch_size or 32], x)
+        graph = tf.function(model.train_step).get_concrete_function(batch).graph
+    except Exception:  # noqa: BLE001 - a step that only traces inside fit gets no count
+        return None
+    live, stack = set(), [t.op for t in graph.outputs] + list(graph.control_outputs)
+    while stack:
+        op = stack.pop()
+        if op not in live:
+            live.add(op)
+            stack += [t.op for t in op.inputs] + list(op.control_inputs)
+    total = 0
+    for op in live:
+        try:
+            total += ops.get_stats_for_node_def(graph, op.node_def, "flops").value or 0
+        except ValueError:  # a shape unknown while tracing: not counted
+            pass
+    return int(total) or None
 
 
 def _batch_of(x, batch_size):
@@ -193,6 +229,8 @@ def _duration(seconds) -> str:
         return "?"
     if seconds >= 2 * 86400:
         return f"{seconds / 3600:.0f} h ({seconds / 86400:.0f} days)"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
@@ -243,21 +281,37 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores of an {cpu}"
 
 
-def save(results, path: Path = FIGURES) -> None:
-    """Merge successful dry runs into the figures file, one entry per notebook and machine."""
+def save(results, path: Path = FIGURES, flops_only: bool = False) -> None:
+    """Merge successful dry runs into the figures file, one entry per notebook and machine; with
+    ``flops_only``, only their FLOP counts into the entries already there (timings kept)."""
     figures = json.loads(path.read_text()) if path.exists() else {}
     machine = _machine()
     for r in results:
         if r["error"]:
             continue
         name = Path(r["notebook"]).resolve().relative_to(ROOT).as_posix()
+        if flops_only:
+            for saved in figures.get(name, {}).values():
+                if [x["label"] for x in saved["loops"]] == [x["label"] for x in r["loops"]]:
+                    for x, new in zip(saved["loops"], r["loops"]):
+                        x["flops"] = new.get("flops")
+            continue
         figures.setdefault(name, {})[machine] = dict(
             date=time.strftime("%Y-%m-%d"), rss=r["rss"], gpu=r["gpu"], tensors=r.get("tensors"),
             peak_cell=r.get("peak_cell"),
             loops=[dict(label=x["label"], planned=x["planned"], batch=x.get("batch"),
                         early_stopping=x.get("early_stopping", False),
-                        s_per_step=round(step_time(x), 4)) for x in r["loops"]])
+                        s_per_step=round(step_time(x), 4), flops=x.get("flops")) for x in r["loops"]])
     path.write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+
+
+def t4_guess(loops) -> float | None:
+    """Our guess of a loop list's training time on a Colab T4 in float32: the FLOPs of every planned
+    step at :data:`T4_SHARE` of the T4's peak. None when a loop has no FLOP count."""
+    loops = [x for x in loops if x["planned"]]
+    if not loops or any(not x.get("flops") for x in loops):
+        return None
+    return sum(x["planned"] * x["flops"] for x in loops) / (T4_FLOPS * T4_SHARE)
 
 
 def expected_time(notebook: str, path: Path = FIGURES) -> dict:
@@ -284,14 +338,18 @@ def expected_time(notebook: str, path: Path = FIGURES) -> dict:
                  f"\n  TensorFlow's tensors peaked at {f['tensors'] / 1024 ** 3:.1f} GB, our estimate of the GPU"
                  " memory it needs (a free Colab T4 has 15 GB)" if f.get("tensors") is not None else ""))
     if not any(f.get("gpu") is not None for f in figures.values()):
+        t4 = next((t for t in map(t4_guess, (f["loops"] for f in figures.values())) if t), None)
+        if t4:
+            print(f"  On a Colab T4, our guess: about {_duration(t4)} in float32 (TensorFlow's count of the "
+                  f"steps' FLOPs at a third of the T4's {T4_FLOPS / 1e12:.1f} TFLOPS peak)")
         print("  No GPU has run it yet: on one, `python -m common.dryrun", notebook, "--save` adds its figures.")
     return figures
 
 
 def table(path: Path = FIGURES) -> str:
     """The saved figures as a Markdown table (the README's), one row per notebook and machine."""
-    rows = ["| notebook | machine | training steps | s/step | training time | peak RAM | tensor peak |",
-            "|---|---|--:|--:|--:|--:|--:|"]
+    rows = ["| notebook | machine | training steps | s/step | training time | T4 guess | peak RAM | tensor peak |",
+            "|---|---|--:|--:|--:|--:|--:|--:|"]
     for name, machines in sorted(json.loads(path.read_text()).items()):
         for machine, f in machines.items():
             loops = [x for x in f["loops"] if x["planned"]]
@@ -299,7 +357,9 @@ def table(path: Path = FIGURES) -> str:
             span = "-" if not per_step else per_step[0] if len(per_step) == 1 else f"{per_step[0]}-{per_step[-1]}"
             total = sum(x["planned"] * x["s_per_step"] for x in loops)
             rows.append(f"| {name} | {machine} | {sum(x['planned'] for x in loops):,} | {span} | "
-                        f"{_duration(total) if loops else '-'} | {f['rss'] / 1024 ** 3:.1f} GB | "
+                        f"{_duration(total) if loops else '-'} | "
+                        f"{_duration(t4_guess(loops)) if t4_guess(loops) else '-' if not loops else '?'} | "
+                        f"{f['rss'] / 1024 ** 3:.1f} GB | "
                         + (f"{f['tensors'] / 1024 ** 3:.1f} GB |" if f.get("tensors") is not None else "? |"))
     return "\n".join(rows)
 
@@ -312,17 +372,21 @@ def main(argv=None) -> int:
     parser.add_argument("--table", action="store_true", help="print the saved figures as Markdown")
     parser.add_argument("--save", action="store_true", help=f"merge the figures into {FIGURES.name}, "
                         "which the notebooks print before training")
+    parser.add_argument("--flops-only", action="store_true", help="with --save: add only the FLOP counts "
+                        "(one timed step per loop; the saved timings stay)")
     args = parser.parse_args(argv)
     if args.table:
         print(table())
     results = []
+    if args.flops_only:
+        os.environ["HOIG_DRYRUN_STEPS"] = "1"
     for nb in args.notebooks:
         results.append(run_notebook(nb, timeout=args.timeout))
         report(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if args.save:
-        save(results)
+        save(results, flops_only=args.flops_only)
     return int(any(r["error"] for r in results))
 
 

@@ -135,6 +135,8 @@ def test_every_notebook_states_its_full_run_before_training(path):
         assert f["rss"] < 10 * 1024 ** 3, f"{rel} needs {f['rss'] / 1024 ** 3:.1f} GB of RAM on {machine}"
         assert f["tensors"] < 14 * 1024 ** 3, f"{rel}: {f['tensors'] / 1024 ** 3:.1f} GB of tensors on {machine}"
         assert all(x["s_per_step"] > 0 for x in f["loops"]), f
+        # every fit gets TensorFlow's FLOP count, from which the notebook guesses its T4 time
+        assert all(x.get("flops", 0) > 0 for x in f["loops"] if x["label"].endswith(".fit")), f
 
 
 def test_expected_time_prints_the_saved_figures(tmp_path, capsys):
@@ -147,9 +149,38 @@ def test_expected_time_prints_the_saved_figures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "7,300 training steps in 2 loop(s): about 2.0 h" in out and "early stopping" in out
     assert "peak host memory 3.0 GB" in out and "No GPU" in out
-    assert "| ChapterX/x.ipynb | 2 cores | 7,300 | 0.5-36 | 2.0 h | 3.0 GB |" in dryrun.table(path)
+    assert "| ChapterX/x.ipynb | 2 cores | 7,300 | 0.5-36 | 2.0 h | ? | 3.0 GB |" in dryrun.table(path)
+    assert "T4" not in out, "a loop without a FLOP count: no T4 guess"
     dryrun.expected_time("ChapterY/y.ipynb", path)
     assert "no dry-run figures" in capsys.readouterr().out
+
+
+def test_the_t4_guess_is_the_steps_flops_at_a_third_of_its_peak(tmp_path, capsys):
+    loops = [dict(label="GAN.fit", planned=7200, batch=64, s_per_step=0.5, flops=2.7e12),
+             dict(label="GAN.fit", planned=0, batch=64, s_per_step=0.5, flops=None)]  # a finished loop
+    assert dryrun.t4_guess(loops) == pytest.approx(7200 * 2.7e12 / 8.1e12 * 3)   # = 7200 s
+    assert dryrun.t4_guess(loops[:1] + [dict(loops[0], flops=None)]) is None
+    path = tmp_path / "figures.json"
+    path.write_text(json.dumps({"X/x.ipynb": {"2 cores": dict(date="2026-12-07", rss=1, gpu=None, loops=loops)}}))
+    dryrun.expected_time("X/x.ipynb", path)
+    assert "On a Colab T4, our guess: about 2.0 h in float32" in capsys.readouterr().out
+    assert "| X/x.ipynb | 2 cores | 7,200 | 0.5 | 1.0 h | 2.0 h |" in dryrun.table(path)
+
+
+def test_step_flops_counts_what_the_step_runs():
+    """A bias-free Dense layer trained with SGD on the mean squared error: the forward product and the
+    kernel's gradient are 2 x B x n_in x n_out each; the input's gradient, which the graph holds but
+    nothing uses, is not counted."""
+    import keras
+    import numpy as np
+
+    b, n_in, n_out = 64, 256, 128
+    model = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(n_out, use_bias=False)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x, y = np.ones((2 * b, n_in), "float32"), np.ones((2 * b, n_out), "float32")
+    flops = dryrun.step_flops(model, (x, y), batch_size=b)
+    products = 4 * b * n_in * n_out
+    assert products <= flops < 1.1 * products, flops
 
 
 def test_the_readme_table_is_the_saved_figures():
